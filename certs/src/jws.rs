@@ -1,0 +1,1 @@
+//! jws (in progress)

@@ -1,0 +1,1 @@
+//! keyfile (in progress)

@@ -1,0 +1,26 @@
+//! `postern-certs`: postern's certificate authority as a library.
+//!
+//! CA hierarchy ([`ca`]), certificate profiles as data ([`profile`]), CSR checks ([`csr`]),
+//! issuance ([`issue`]), CRLs ([`crl`]), OCSP ([`ocsp`]), compact JWS and JWKS ([`jws`]), and
+//! keys behind a [`Signer`](signer::Signer) with optional passphrase encryption at rest
+//! ([`keyfile`]).
+//!
+//! **No I/O and no clock**: files are read and written by the caller, and every function that
+//! needs the time takes it as an argument.
+
+pub mod ca;
+pub mod crl;
+pub mod csr;
+pub mod error;
+pub mod issue;
+pub mod jws;
+pub mod keyfile;
+pub mod ocsp;
+pub mod profile;
+pub mod signer;
+
+pub use error::{CsrError, Error, KeyError, Result};
+pub use signer::{KeyAlgorithm, KeySigner, Signer};
+
+/// Re-exported so that callers name times with the same type.
+pub use time::OffsetDateTime;

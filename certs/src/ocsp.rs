@@ -1,0 +1,1 @@
+//! ocsp (in progress)

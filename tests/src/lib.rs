@@ -1,0 +1,1 @@
+//! End-to-end tests for postern; see `tests/e2e.rs`.
