@@ -15,6 +15,7 @@ pub mod error;
 pub mod issue;
 pub mod jws;
 pub mod keyfile;
+pub mod names;
 pub mod ocsp;
 pub mod profile;
 pub mod signer;

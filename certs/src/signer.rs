@@ -53,22 +53,28 @@ impl KeyAlgorithm {
         yasna::construct_der(|w| {
             w.write_sequence(|w| match self {
                 KeyAlgorithm::EcdsaP256 => {
-                    w.next().write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
-                        1, 2, 840, 10045, 4, 3, 2,
-                    ]))
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                            1, 2, 840, 10045, 4, 3, 2,
+                        ]))
                 }
                 KeyAlgorithm::EcdsaP384 => {
-                    w.next().write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
-                        1, 2, 840, 10045, 4, 3, 3,
-                    ]))
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                            1, 2, 840, 10045, 4, 3, 3,
+                        ]))
                 }
-                KeyAlgorithm::Ed25519 => w
-                    .next()
-                    .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[1, 3, 101, 112])),
+                KeyAlgorithm::Ed25519 => {
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                            1, 3, 101, 112,
+                        ]))
+                }
                 KeyAlgorithm::RsaSha256 => {
-                    w.next().write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
-                        1, 2, 840, 113549, 1, 1, 11,
-                    ]));
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                            1, 2, 840, 113549, 1, 1, 11,
+                        ]));
                     w.next().write_null();
                 }
             })
@@ -210,7 +216,9 @@ impl KeySigner {
             (KeyAlgorithm::Ed25519, Inner::Ed25519(k))
         } else if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
             if k.public().modulus_len() < 256 {
-                return Err(KeyError::Malformed("RSA keys below 2048 bits are refused".into()));
+                return Err(KeyError::Malformed(
+                    "RSA keys below 2048 bits are refused".into(),
+                ));
             }
             (KeyAlgorithm::RsaSha256, Inner::Rsa(k))
         } else {
@@ -287,11 +295,14 @@ pub(crate) fn spki_from_raw(alg: KeyAlgorithm, raw: &[u8]) -> Vec<u8> {
         w.write_sequence(|w| {
             w.next().write_sequence(|w| match alg {
                 KeyAlgorithm::EcdsaP256 => {
-                    w.next().write_oid(&Oid::from_slice(&[1, 2, 840, 10045, 2, 1]));
-                    w.next().write_oid(&Oid::from_slice(&[1, 2, 840, 10045, 3, 1, 7]));
+                    w.next()
+                        .write_oid(&Oid::from_slice(&[1, 2, 840, 10045, 2, 1]));
+                    w.next()
+                        .write_oid(&Oid::from_slice(&[1, 2, 840, 10045, 3, 1, 7]));
                 }
                 KeyAlgorithm::EcdsaP384 => {
-                    w.next().write_oid(&Oid::from_slice(&[1, 2, 840, 10045, 2, 1]));
+                    w.next()
+                        .write_oid(&Oid::from_slice(&[1, 2, 840, 10045, 2, 1]));
                     w.next().write_oid(&Oid::from_slice(&[1, 3, 132, 0, 34]));
                 }
                 KeyAlgorithm::Ed25519 => {
@@ -308,7 +319,7 @@ pub(crate) fn spki_from_raw(alg: KeyAlgorithm, raw: &[u8]) -> Vec<u8> {
     })
 }
 
-/// Adapts a [`Signer`] to rcgen's `SigningKey`, so rcgen builds and our signer signs.
+/// Adapts a borrowed [`Signer`] to rcgen's `SigningKey`, so rcgen builds and our signer signs.
 pub(crate) struct RcgenKey<'a>(pub(crate) &'a dyn Signer);
 
 impl rcgen::PublicKeyData for RcgenKey<'_> {
@@ -324,6 +335,25 @@ impl rcgen::PublicKeyData for RcgenKey<'_> {
 impl rcgen::SigningKey for RcgenKey<'_> {
     fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
         self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+/// Adapts a shared [`Signer`] to rcgen's `SigningKey` (for issuers kept for the process's life).
+pub(crate) struct SharedKey(pub(crate) std::sync::Arc<dyn Signer>);
+
+impl rcgen::PublicKeyData for SharedKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key_raw()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.0.algorithm().to_rcgen()
+    }
+}
+
+impl rcgen::SigningKey for SharedKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        RcgenKey(&*self.0).sign(msg)
     }
 }
 
@@ -351,8 +381,9 @@ mod tests {
                 .verify(b"hello", &sig)
                 .unwrap();
             // the SPKI we build parses and carries the same key bits
+            use x509_parser::prelude::FromDer as _;
             let (_, spki) =
-                x509_parser::x509::SubjectPublicKeyInfo::from_der_ext(s.spki_der()).unwrap();
+                x509_parser::x509::SubjectPublicKeyInfo::from_der(s.spki_der()).unwrap();
             assert_eq!(&*spki.subject_public_key.data, s.public_key_raw());
         }
     }
@@ -360,7 +391,12 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert!(KeySigner::from_pkcs8(b"not a key").is_err());
-        assert!(KeySigner::from_pem("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n").is_err());
+        assert!(
+            KeySigner::from_pem(
+                "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"
+            )
+            .is_err()
+        );
         assert!(generate(KeyAlgorithm::RsaSha256).is_err());
     }
 }
