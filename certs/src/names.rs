@@ -217,7 +217,7 @@ pub(crate) fn decode_permanent_identifier(explicit_value: &[u8]) -> Option<Strin
 
 /// Converts x509-parser's general names into postern's, skipping nothing silently: an
 /// unsupported name kind is an error.
-pub(crate) fn from_x509_general_names(
+pub fn from_x509_general_names(
     names: &[x509_parser::extensions::GeneralName<'_>],
 ) -> Result<Vec<SubjectName>> {
     use x509_parser::extensions::GeneralName as G;
