@@ -1,1 +1,419 @@
-fn main() {}
+//! `postern`: the trust broker service and its command line.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use postern_broker::app;
+use postern_broker::config::{LogFormat, Overrides, Settings};
+use postern_broker::domain::pki::IssueCommand;
+use postern_broker::domain::{Principal, SystemClock};
+use postern_broker::http::{self, AppState};
+use postern_broker::keystore::KeyName;
+use postern_broker::model::Role;
+use postern_broker::server;
+use postern_certs::crl::RevocationReason;
+use postern_certs::names::SubjectName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "postern",
+    version,
+    about = "postern: the trust broker for enterprise messaging"
+)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "POSTERN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (sled store, keys, certificates).
+    #[arg(long, global = true, env = "POSTERN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (creates the data directory and a development CA on first start).
+    Serve(ServeArgs),
+    /// Certificate authority commands (offline, on the data directory).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Audit log commands.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Tenant commands.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// API token commands.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// HTTPS listen address.
+    #[arg(long, env = "POSTERN_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Plain HTTP listen address (CRL, OCSP).
+    #[arg(long, env = "POSTERN_HTTP_LISTEN")]
+    http_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create the CA hierarchy (or import the configured one) if there is none.
+    Init,
+    /// Show the CA certificates and where they are.
+    Show,
+    /// Issue a certificate from a CSR; prints the chain (leaf, issuing CA) as PEM.
+    Issue {
+        /// CSR file (PEM or DER); `-` for standard input.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Profile name.
+        #[arg(long)]
+        profile: String,
+        /// A name to certify instead of the CSR's (`dns:host`, `ip:addr`, `uri:tel:+...`,
+        /// `permanent-identifier:SERIAL`); repeatable.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// commonName instead of the CSR's.
+        #[arg(long)]
+        common_name: Option<String>,
+        /// Validity in days instead of the profile's default.
+        #[arg(long)]
+        days: Option<u64>,
+        /// Tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a certificate by serial (hex).
+    Revoke {
+        /// Serial, hex.
+        serial: String,
+        /// RFC 5280 reason (keyCompromise, superseded, cessationOfOperation, ...).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// `[a-z0-9-]{1,63}`
+        id: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token; it is printed once.
+    Create {
+        /// Tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// admin, gateway, mdm, scim or device.
+        #[arg(long)]
+        role: String,
+        /// Label.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke an API token by id.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postern: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        log_format: std::env::var("POSTERN_LOG_FORMAT").ok(),
+        ..Overrides::default()
+    };
+    if let Command::Serve(a) = &cli.command {
+        overrides.listen = a.listen;
+        overrides.http_listen = a.http_listen;
+    }
+    let settings = Settings::load(cli.config.as_deref(), &overrides)?;
+    init_logging(&settings);
+    match cli.command {
+        Command::Serve(_) => serve(settings).await,
+        Command::Ca(c) => ca(settings, c).await,
+        Command::Audit(AuditCommand::Verify) => {
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            let report = app.domain.verify_audit(&Principal::cli())?;
+            println!(
+                "audit chain ok: {} entries, head {}",
+                report.entries, report.head
+            );
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { id, name }) => {
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            let t = app
+                .domain
+                .create_tenant(&Principal::cli(), &id, &name)
+                .await?;
+            println!("tenant {} created", t.id);
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            for t in app.domain.tenants(&Principal::cli())? {
+                println!("{}\t{}", t.id, t.name);
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            tenant,
+            role,
+            label,
+        }) => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            let t = app
+                .domain
+                .create_token(&Principal::cli(), Some(&tenant), role, &label)
+                .await?;
+            println!("{}", t.token);
+            eprintln!(
+                "token {} for tenant {} (role {}); it is shown only now",
+                t.record.id,
+                t.record.tenant,
+                t.record.role.as_str()
+            );
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            app.domain.revoke_token(&Principal::cli(), &id).await?;
+            println!("token {id} revoked");
+            Ok(())
+        }
+    }
+}
+
+async fn ca(settings: Settings, cmd: CaCommand) -> anyhow::Result<()> {
+    match cmd {
+        CaCommand::Init => {
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            if !app.ca_created {
+                println!("the CA exists already");
+            }
+            show(&app);
+            Ok(())
+        }
+        CaCommand::Show => {
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            show(&app);
+            Ok(())
+        }
+        CaCommand::Issue {
+            csr,
+            profile,
+            names,
+            common_name,
+            days,
+            tenant,
+        } => {
+            let csr_bytes = if csr.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::stdin().read_to_end(&mut b)?;
+                b
+            } else {
+                std::fs::read(&csr).with_context(|| format!("--csr {}", csr.display()))?
+            };
+            let names = if names.is_empty() {
+                None
+            } else {
+                Some(
+                    names
+                        .iter()
+                        .map(|n| {
+                            SubjectName::parse_tagged(n).with_context(|| format!("--name {n}"))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?,
+                )
+            };
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            let issued = app
+                .domain
+                .issue_from_csr(
+                    &Principal::cli(),
+                    IssueCommand {
+                        tenant,
+                        csr: csr_bytes,
+                        profile,
+                        names,
+                        common_name,
+                        validity: days.map(|d| Duration::from_secs(d * 86_400)),
+                    },
+                )
+                .await?;
+            print!("{}", issued.chain_pem);
+            eprintln!("issued serial {}", issued.record.serial);
+            Ok(())
+        }
+        CaCommand::Revoke { serial, reason } => {
+            let reason: RevocationReason = reason
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--reason: {e}"))?;
+            let app = app::open(settings, Arc::new(SystemClock)).await?;
+            let r = app
+                .domain
+                .revoke(&Principal::cli(), &serial, reason)
+                .await?;
+            println!("revoked {} ({})", r.serial, reason.as_str());
+            Ok(())
+        }
+    }
+}
+
+fn show(app: &app::App) {
+    let issuer = app.domain.pki().issuer();
+    let root = issuer.root();
+    let int = issuer.certificate();
+    println!("root CA:    {}", root.subject());
+    println!(
+        "  file:     {}",
+        app.keys.cert_path(KeyName::Root).display()
+    );
+    println!("  sha256:   {}", root.fingerprint_sha256());
+    println!("  valid:    {} .. {}", root.not_before(), root.not_after());
+    println!("issuing CA: {}", int.subject());
+    println!(
+        "  file:     {}",
+        app.keys.cert_path(KeyName::Issuing).display()
+    );
+    println!("  sha256:   {}", int.fingerprint_sha256());
+    println!("  valid:    {} .. {}", int.not_before(), int.not_after());
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let dangerous_token = std::env::var("POSTERN_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let https = server::bind(settings.listen, "listen").await?;
+    let plain = server::bind(settings.http_listen, "http_listen").await?;
+    let app = app::open(settings, Arc::new(SystemClock)).await?;
+    let generated = app
+        .domain
+        .ensure_bootstrap_token(dangerous_token.as_deref())
+        .await?;
+    let (chain, key) = app::ensure_tls(&app).await?;
+    let tls = Arc::new(server::tls_config(chain, key)?);
+    let state = AppState {
+        domain: Arc::clone(&app.domain),
+    };
+    let max_body = app.settings.limits.max_body_bytes;
+    let https_addr = https.local_addr()?;
+    let plain_addr = plain.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let t1 = tokio::spawn(server::serve_tls(
+        https,
+        tls,
+        http::router(state.clone(), max_body),
+        rx.clone(),
+    ));
+    let t2 = tokio::spawn(server::serve_plain(
+        plain,
+        http::plain_router(state, max_body),
+        rx,
+    ));
+
+    println!("postern is running");
+    println!("  data directory: {}", app.settings.data_dir.display());
+    println!(
+        "  root CA:        {}",
+        app.keys.cert_path(KeyName::Root).display()
+    );
+    println!(
+        "  root sha256:    {}",
+        app.domain.pki().issuer().root().fingerprint_sha256()
+    );
+    println!("  https:          https://{https_addr}  (API, admin, PKI)");
+    println!("  http:           http://{plain_addr}  (CRL at /pki/crl, OCSP at /pki/ocsp)");
+    if let Some(token) = generated {
+        println!("  admin token:    {token}");
+        println!(
+            "                  (shown once; stored only hashed. Set POSTERN_ADMIN_TOKEN to choose it.)"
+        );
+    }
+    tracing::info!(%https_addr, %plain_addr, "listening");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = t1.await;
+        let _ = t2.await;
+    })
+    .await;
+    app.domain.durable().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,1 +1,196 @@
-//! End-to-end tests for postern; see `tests/e2e.rs`.
+//! End-to-end harness: a real postern broker (real TLS, real sled files) on loopback, in its
+//! own runtime so it can be stopped and started again on the same data directory, and an
+//! HTTPS client that trusts only the broker's root CA.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::{oneshot, watch};
+
+use postern_broker::config::{Overrides, Settings};
+use postern_broker::domain::SystemClock;
+use postern_broker::http::{self, AppState};
+use postern_broker::{app, server};
+
+/// The admin token the harness starts brokers with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    /// HTTPS base URL.
+    pub https: String,
+    /// Plain HTTP base URL.
+    pub http: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Starts a broker on `data_dir` with loopback ports chosen by the OS.
+    ///
+    /// # Errors
+    /// When it cannot start.
+    pub fn start(data_dir: &Path) -> anyhow::Result<Broker> {
+        let settings = Settings::load(
+            None,
+            &Overrides {
+                data_dir: Some(data_dir.to_path_buf()),
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 1))),
+                ..Overrides::default()
+            },
+        )?;
+        let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<(SocketAddr, SocketAddr)>>();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let started = async {
+                    let https = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    let mut settings = settings;
+                    settings.http_listen = plain.local_addr()?;
+                    let app = app::open(settings, Arc::new(SystemClock)).await?;
+                    app.domain.ensure_bootstrap_token(Some(ADMIN_TOKEN)).await?;
+                    let (chain, key) = app::ensure_tls(&app).await?;
+                    let tls = Arc::new(server::tls_config(chain, key)?);
+                    let state = AppState {
+                        domain: Arc::clone(&app.domain),
+                    };
+                    let addrs = (https.local_addr()?, plain.local_addr()?);
+                    let max = app.settings.limits.max_body_bytes;
+                    let t1 = tokio::spawn(server::serve_tls(
+                        https,
+                        tls,
+                        http::router(state.clone(), max),
+                        stop_rx.clone(),
+                    ));
+                    let t2 = tokio::spawn(server::serve_plain(
+                        plain,
+                        http::plain_router(state, max),
+                        stop_rx.clone(),
+                    ));
+                    anyhow::Ok((addrs, app, t1, t2))
+                };
+                match started.await {
+                    Ok((addrs, app, t1, t2)) => {
+                        let _ = ready_tx.send(Ok(addrs));
+                        let mut stop_rx = stop_rx;
+                        let _ = stop_rx.changed().await;
+                        let _ = t1.await;
+                        let _ = t2.await;
+                        let _ = app.domain.durable().await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+            // dropping the runtime ends every connection task, which releases the sled lock
+            drop(rt);
+        });
+        let (https, http) = ready_rx
+            .blocking_recv()
+            .context("broker thread ended before it was ready")??;
+        Ok(Broker {
+            https: format!("https://localhost:{}", https.port()),
+            http: format!("http://127.0.0.1:{}", http.port()),
+            data_dir: data_dir.to_path_buf(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The root CA PEM that clients trust.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn root_pem(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.data_dir.join("ca/root.pem"))?)
+    }
+
+    /// An HTTPS client trusting only this broker's root (rustls on ring).
+    ///
+    /// # Errors
+    /// When the root cannot be read or the client cannot be built.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        client_trusting(&self.root_pem()?)
+    }
+
+    /// Stops the broker and waits until its data directory is free.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// An HTTPS client that trusts exactly the given root PEM.
+///
+/// # Errors
+/// When the PEM holds no certificate.
+pub fn client_trusting(root_pem: &str) -> anyhow::Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    for block in pem_der_blocks(root_pem) {
+        roots.add(rustls::pki_types::CertificateDer::from(block))?;
+    }
+    // reqwest consults the process-wide provider too; ring is the only one compiled in
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .build()?)
+}
+
+/// The DER contents of every PEM block in `text`, in order.
+pub fn pem_der_blocks(text: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN ") {
+            cur = Some(String::new());
+        } else if line.starts_with("-----END ") {
+            if let Some(b) = cur.take()
+                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b)
+            {
+                out.push(der);
+            }
+        } else if let Some(b) = cur.as_mut() {
+            b.push_str(line.trim());
+        }
+    }
+    out
+}

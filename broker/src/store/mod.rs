@@ -1,0 +1,121 @@
+//! Storage: the only layer that persists anything. [`Store`] is the interface;
+//! [`sled`](self::sled) is the embedded default and [`memory`] serves tests and ephemeral
+//! runs. Every backend passes the same conformance suite (`broker/tests/api/store.rs`).
+//!
+//! **Architecture Invariant:** a write that must go together (a certificate and its audit
+//! entry, a revocation and its audit entry) is one atomic operation of the store: either both
+//! are there after a crash or neither is. Durability is the caller's concern through
+//! [`Store::flush`], which the domain batches (group commit).
+
+pub mod memory;
+pub mod sled;
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use crate::model::{
+    AuditDraft, AuditEntry, CertificateRecord, RevocationReason, Tenant, TokenRecord,
+};
+
+/// What can go wrong in a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A record with that key exists already.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The certificate was revoked before.
+    #[error("already revoked")]
+    AlreadyRevoked,
+    /// Stored bytes do not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The backend failed (disk, lock).
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// The store's result type.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A revoked serial, for CRLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerial {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// When it was revoked.
+    pub revoked_at: OffsetDateTime,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// Persistence for everything postern keeps.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Adds a tenant and its audit entry. [`StoreError::Conflict`] when the id exists.
+    fn insert_tenant(&self, tenant: &Tenant, audit: AuditDraft) -> StoreResult<AuditEntry>;
+    /// A tenant by id.
+    fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
+    /// Every tenant, by id.
+    fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    /// Adds a token and its audit entry. [`StoreError::Conflict`] when the id exists.
+    fn insert_token(&self, token: &TokenRecord, audit: AuditDraft) -> StoreResult<AuditEntry>;
+    /// Adds or replaces a token (the bootstrap admin token when `POSTERN_ADMIN_TOKEN` changes),
+    /// with its audit entry, atomically.
+    fn put_token(&self, token: &TokenRecord, audit: AuditDraft) -> StoreResult<AuditEntry>;
+    /// A token by id.
+    fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
+    /// The tokens of a tenant.
+    fn tokens(&self, tenant: &str) -> StoreResult<Vec<TokenRecord>>;
+    /// Marks a token revoked, with its audit entry. [`StoreError::NotFound`] when unknown,
+    /// [`StoreError::AlreadyRevoked`] when revoked before.
+    fn revoke_token(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> StoreResult<TokenRecord>;
+
+    /// Adds an issued certificate and its audit entry, atomically.
+    /// [`StoreError::Conflict`] when the serial exists.
+    fn insert_certificate(
+        &self,
+        cert: &CertificateRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditEntry>;
+    /// A certificate by serial (lower-case hex).
+    fn certificate(&self, serial: &str) -> StoreResult<Option<CertificateRecord>>;
+    /// Revokes a certificate and appends its audit entry, atomically.
+    /// [`StoreError::NotFound`], [`StoreError::AlreadyRevoked`].
+    fn revoke_certificate(
+        &self,
+        serial: &str,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+        audit: AuditDraft,
+    ) -> StoreResult<CertificateRecord>;
+    /// Every revoked serial (for the CRL), by serial.
+    fn revoked(&self) -> StoreResult<Vec<RevokedSerial>>;
+    /// How many certificates are stored.
+    fn certificate_count(&self) -> StoreResult<u64>;
+
+    /// Appends an audit entry on its own.
+    fn append_audit(&self, audit: AuditDraft) -> StoreResult<AuditEntry>;
+    /// Audit entries with `seq >= from`, at most `limit`, in order.
+    fn audit_entries(&self, from: u64, limit: usize) -> StoreResult<Vec<AuditEntry>>;
+
+    /// The next value of a named counter, starting at 1; durable once flushed and never
+    /// handed out twice (CRL numbers).
+    fn next_counter(&self, name: &str) -> StoreResult<u64>;
+    /// A small metadata value.
+    fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a small metadata value.
+    fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+
+    /// Makes every completed write durable. Blocking.
+    fn flush(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the broker's layers, one module per layer.
+
+// A failed unwrap in a test or a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "api/store.rs"]
+mod store;
+
+#[path = "api/http.rs"]
+mod http;
+
+#[path = "api/tidy.rs"]
+mod tidy;
