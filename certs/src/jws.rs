@@ -1295,7 +1295,7 @@ mod tests {
             ],
             None,
         ) else {
-            println!("skipped: openssl not found");
+            crate::peer_missing("skipped: openssl not found");
             return;
         };
         assert!(
@@ -1354,7 +1354,7 @@ print(json.dumps(out))
         match run("python3", &["-c", "import jwcrypto"], None) {
             Some(o) if o.status.success() => {}
             _ => {
-                println!("skipped: python3 with jwcrypto not available");
+                crate::peer_missing("skipped: python3 with jwcrypto not available");
                 return;
             }
         }

@@ -658,7 +658,7 @@ mod tests {
         ];
         for (args, alg) in cases {
             let Some(out) = run("openssl", args, b"") else {
-                println!("skipped: openssl not found");
+                crate::peer_missing("skipped: openssl not found");
                 return;
             };
             assert!(
@@ -704,7 +704,7 @@ sys.stdout.buffer.write(der)
         match run("python3", &["-c", "import cryptography"], b"") {
             Some(o) if o.status.success() => {}
             _ => {
-                println!("skipped: python3 with cryptography not available");
+                crate::peer_missing("skipped: python3 with cryptography not available");
                 return;
             }
         }

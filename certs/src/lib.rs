@@ -25,3 +25,14 @@ pub use signer::{KeyAlgorithm, KeySigner, Signer};
 
 /// Re-exported so that callers name times with the same type.
 pub use time::OffsetDateTime;
+
+/// A test that needs a third-party peer (openssl, Python jwcrypto) that is not installed says
+/// so and skips, unless `POSTERN_REQUIRE_PEERS` is set (CI sets it), where that is a failure.
+#[cfg(test)]
+pub(crate) fn peer_missing(message: &str) {
+    assert!(
+        std::env::var_os("POSTERN_REQUIRE_PEERS").is_none(),
+        "POSTERN_REQUIRE_PEERS is set but a peer is missing: {message}"
+    );
+    println!("{message}");
+}

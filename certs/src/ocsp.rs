@@ -1450,7 +1450,7 @@ mod tests {
         if Command::new("openssl").arg("version").output().is_ok() {
             true
         } else {
-            println!("openssl not found on PATH; skipping the openssl ocsp check");
+            crate::peer_missing("openssl not found on PATH; skipping the openssl ocsp check");
             false
         }
     }
