@@ -45,14 +45,12 @@ pub struct App {
     pub ca_created: bool,
 }
 
-/// The key store for a data directory, with the passphrase from the configured environment
-/// variable.
-pub fn key_store(settings: &Settings) -> FileKeyStore {
-    let pass = std::env::var(&settings.ca.passphrase_env)
+/// The passphrase for keys at rest, from the environment variable `ca.passphrase_env` names.
+pub fn passphrase_from_env(settings: &Settings) -> Option<Zeroizing<Vec<u8>>> {
+    std::env::var(&settings.ca.passphrase_env)
         .ok()
         .filter(|p| !p.is_empty())
-        .map(|p| Zeroizing::new(p.into_bytes()));
-    FileKeyStore::new(&settings.data_dir, pass)
+        .map(|p| Zeroizing::new(p.into_bytes()))
 }
 
 fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
@@ -93,9 +91,7 @@ pub fn init_ca(
         let root = CaCertificate::from_pem_chain(&root_pem).context("ca.import.root_cert")?;
         let chain =
             CaCertificate::from_pem_chain(&issuing_pem).context("ca.import.issuing_cert")?;
-        let pass = std::env::var(&settings.ca.passphrase_env).ok();
-        let key = postern_certs::keyfile::decode(&key_pem, pass.as_deref().map(str::as_bytes))
-            .context("ca.import.issuing_key")?;
+        let key = keys.decode_key(&key_pem).context("ca.import.issuing_key")?;
         let signer: Arc<dyn Signer> =
             Arc::new(KeySigner::from_pkcs8(key.as_der()).context("ca.import.issuing_key")?);
         let mut up: Vec<CaCertificate> = chain[1..].to_vec();
@@ -168,12 +164,24 @@ pub fn load_issuer(keys: &FileKeyStore) -> anyhow::Result<Issuer> {
 /// # Errors
 /// Anything that stops start-up, with the file or key named.
 pub async fn open(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let passphrase = passphrase_from_env(&settings);
+    open_with_passphrase(settings, clock, passphrase).await
+}
+
+/// [`open`] with the passphrase for keys at rest given directly.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_with_passphrase(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    passphrase: Option<Zeroizing<Vec<u8>>>,
+) -> anyhow::Result<App> {
     ensure_data_dir(&settings.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&settings.data_dir.join("db"))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", settings.data_dir.join("db").display()))?,
+        SledStore::open(&settings.data_dir.join("db")).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let keys = key_store(&settings);
+    let keys = FileKeyStore::new(&settings.data_dir, passphrase);
     let ca_created = init_ca(&settings, &keys, clock.now())?;
     let issuer = Arc::new(load_issuer(&keys)?);
     let base = settings.http_base_url();
@@ -348,11 +356,7 @@ pub async fn ensure_tls(app: &App) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
             app.keys.cert_path(KeyName::TlsServer).display()
         );
     }
-    let key_text = Zeroizing::new(fs::read_to_string(app.keys.key_path(KeyName::TlsServer))?);
-    let pass = std::env::var(&app.settings.ca.passphrase_env)
-        .ok()
-        .filter(|p| !p.is_empty());
-    let key = postern_certs::keyfile::decode(&key_text, pass.as_deref().map(str::as_bytes))?;
+    let key = app.keys.key(KeyName::TlsServer)?;
     Ok((chain, key.as_der().to_vec()))
 }
 

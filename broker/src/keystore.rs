@@ -121,11 +121,19 @@ impl FileKeyStore {
         write_atomic(&path, text.as_bytes(), 0o600)
     }
 
-    /// Reads a key into a signer.
+    /// Decodes a key PEM (plain or encrypted) with this store's passphrase.
+    ///
+    /// # Errors
+    /// The key error: malformed, passphrase required, wrong passphrase.
+    pub fn decode_key(&self, pem_text: &str) -> Result<Pkcs8Key, postern_certs::Error> {
+        keyfile::decode(pem_text, self.passphrase.as_deref().map(|p| p.as_slice()))
+    }
+
+    /// Reads a key.
     ///
     /// # Errors
     /// [`KeyStoreError`] when missing, unreadable, or the passphrase is wrong or missing.
-    pub fn signer(&self, name: KeyName) -> Result<KeySigner, KeyStoreError> {
+    pub fn key(&self, name: KeyName) -> Result<Pkcs8Key, KeyStoreError> {
         let path = self.key_path(name);
         let text =
             Zeroizing::new(
@@ -134,16 +142,25 @@ impl FileKeyStore {
                     source,
                 })?,
             );
-        let key_err = |source| KeyStoreError::Key {
-            path: path.clone(),
+        self.decode_key(&text).map_err(|e| KeyStoreError::Key {
+            path,
+            source: match e {
+                postern_certs::Error::Key(k) => k,
+                other => postern_certs::KeyError::Malformed(other.to_string()),
+            },
+        })
+    }
+
+    /// Reads a key into a signer.
+    ///
+    /// # Errors
+    /// As [`FileKeyStore::key`].
+    pub fn signer(&self, name: KeyName) -> Result<KeySigner, KeyStoreError> {
+        let key = self.key(name)?;
+        KeySigner::from_pkcs8(key.as_der()).map_err(|source| KeyStoreError::Key {
+            path: self.key_path(name),
             source,
-        };
-        let key = keyfile::decode(&text, self.passphrase.as_deref().map(|p| p.as_slice()))
-            .map_err(|e| match e {
-                postern_certs::Error::Key(k) => key_err(k),
-                other => key_err(postern_certs::KeyError::Malformed(other.to_string())),
-            })?;
-        KeySigner::from_pkcs8(key.as_der()).map_err(key_err)
+        })
     }
 
     /// Writes a certificate (chain) PEM with mode 0644.

@@ -11,3 +11,6 @@ mod http;
 
 #[path = "api/tidy.rs"]
 mod tidy;
+
+#[path = "api/app.rs"]
+mod app;
