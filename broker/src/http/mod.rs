@@ -29,6 +29,52 @@ pub struct AppState {
     pub domain: Arc<Domain>,
 }
 
+/// How much of an oversized body is read (and dropped) before the 413 goes out, so that clients
+/// that do not expect an early answer (curl over HTTP/1.1 and HTTP/2) receive it.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads the whole request body before any handler or extractor answers: a 401 or 413 sent
+/// while the client is still uploading makes several clients (curl 7.88 among them) report a
+/// transport error instead of the answer.
+async fn read_body_first(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
+    let (parts, body) = req.into_parts();
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return ApiError::malformed("the request body could not be read").into_response();
+        };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return ApiError::http(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("request body larger than {limit} bytes"),
+        )
+        .into_response();
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(buf.freeze()),
+    ))
+    .await
+}
+
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
@@ -36,6 +82,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(admin::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            read_body_first,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
@@ -48,6 +98,10 @@ pub fn plain_router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(common_routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            read_body_first,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
