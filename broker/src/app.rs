@@ -16,11 +16,11 @@ use postern_certs::ca::{self, CaCertificate, CaParams, Issuer};
 use postern_certs::issue::DistributionUrls;
 use postern_certs::names::SubjectName;
 use postern_certs::profile::SubjectKeyKind;
-use postern_certs::signer::generate;
+use postern_certs::signer::{Pkcs8Key, generate};
 use postern_certs::{KeyAlgorithm, KeySigner, Signer};
 
 use crate::config::Settings;
-use crate::domain::pki::{KeyToCertify, Pki, Responder};
+use crate::domain::pki::{IssuedCertificate, KeyToCertify, Pki, Responder};
 use crate::domain::{Clock, Domain, Principal};
 use crate::keystore::{FileKeyStore, KeyName};
 use crate::model::DEFAULT_TENANT;
@@ -257,6 +257,34 @@ fn reusable_leaf(
     (fresh && ours && same_key && names_ok).then_some((der, signer))
 }
 
+/// A fresh P-256 key and a certificate for it, for the broker's own use (OCSP responder, TLS).
+async fn own_leaf(
+    domain: &Domain,
+    profile: &str,
+    common_name: &str,
+    names: &[SubjectName],
+) -> anyhow::Result<(Pkcs8Key, KeySigner, IssuedCertificate)> {
+    let key = generate(KeyAlgorithm::EcdsaP256)?;
+    let signer = KeySigner::from_pkcs8(key.as_der())?;
+    let issued = domain
+        .issue_key(
+            &Principal::system(),
+            DEFAULT_TENANT,
+            profile,
+            KeyToCertify {
+                spki_der: signer.spki_der(),
+                key_kind: SubjectKeyKind::EcdsaP256,
+            },
+            Some(common_name),
+            names,
+            None,
+            json!({ "source": profile }),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("issuing the {profile} certificate: {e}"))?;
+    Ok((key, signer, issued))
+}
+
 async fn ensure_responder(domain: &Domain, keys: &FileKeyStore) -> anyhow::Result<()> {
     let issuer = domain.pki().issuer();
     let now = domain.clock().now();
@@ -264,24 +292,8 @@ async fn ensure_responder(domain: &Domain, keys: &FileKeyStore) -> anyhow::Resul
         match reusable_leaf(keys, KeyName::Ocsp, issuer, now, OCSP_RENEW_BEFORE, None) {
             Some(x) => x,
             None => {
-                let key = generate(KeyAlgorithm::EcdsaP256)?;
-                let signer = KeySigner::from_pkcs8(key.as_der())?;
-                let issued = domain
-                    .issue_key(
-                        &Principal::system(),
-                        DEFAULT_TENANT,
-                        "ocsp-signer",
-                        KeyToCertify {
-                            spki_der: signer.spki_der(),
-                            key_kind: SubjectKeyKind::EcdsaP256,
-                        },
-                        Some("postern OCSP responder"),
-                        &[],
-                        None,
-                        json!({ "source": "ocsp-responder" }),
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("issuing the OCSP responder certificate: {e}"))?;
+                let (key, signer, issued) =
+                    own_leaf(domain, "ocsp-signer", "postern OCSP responder", &[]).await?;
                 keys.write_key(KeyName::Ocsp, &key)?;
                 keys.write_cert(KeyName::Ocsp, &issued.chain_pem)?;
                 let der = pem::parse(&issued.certificate_pem)?.into_contents();
@@ -324,24 +336,7 @@ pub async fn ensure_tls(app: &App) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
         Some(&names),
     );
     if reuse.is_none() {
-        let key = generate(KeyAlgorithm::EcdsaP256)?;
-        let signer = KeySigner::from_pkcs8(key.as_der())?;
-        let issued = domain
-            .issue_key(
-                &Principal::system(),
-                DEFAULT_TENANT,
-                "tls-server",
-                KeyToCertify {
-                    spki_der: signer.spki_der(),
-                    key_kind: SubjectKeyKind::EcdsaP256,
-                },
-                Some("postern broker"),
-                &names,
-                None,
-                json!({ "source": "tls-server" }),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("issuing the TLS server certificate: {e}"))?;
+        let (key, _, issued) = own_leaf(domain, "tls-server", "postern broker", &names).await?;
         app.keys.write_key(KeyName::TlsServer, &key)?;
         app.keys.write_cert(KeyName::TlsServer, &issued.chain_pem)?;
     }
@@ -404,23 +399,7 @@ pub async fn ephemeral(
     );
     let domain = Arc::new(Domain::new(store, clock, pki));
     domain.ensure_default_tenant().await?;
-    let key = KeySigner::from_pkcs8(generate(KeyAlgorithm::EcdsaP256)?.as_der())?;
-    let issued = domain
-        .issue_key(
-            &Principal::system(),
-            DEFAULT_TENANT,
-            "ocsp-signer",
-            KeyToCertify {
-                spki_der: key.spki_der(),
-                key_kind: SubjectKeyKind::EcdsaP256,
-            },
-            Some("postern OCSP responder"),
-            &[],
-            None,
-            json!({ "source": "ocsp-responder" }),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, key, issued) = own_leaf(&domain, "ocsp-signer", "postern OCSP responder", &[]).await?;
     domain.pki().set_responder(Responder {
         cert_der: pem::parse(&issued.certificate_pem)?.into_contents(),
         signer: Arc::new(key),

@@ -45,6 +45,9 @@ fn certs_has_no_io_and_no_clock() {
         &mut files,
     );
     for f in files {
+        if f.file_name().is_some_and(|n| n == "tests.rs") {
+            continue; // a `mod tests` in its own file
+        }
         let text = std::fs::read_to_string(&f).unwrap();
         // everything after `mod tests` is test code and may use files and the clock
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
