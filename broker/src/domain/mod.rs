@@ -63,6 +63,9 @@ impl Domain {
     /// # Errors
     /// Internal when the flush fails.
     pub async fn durable(&self) -> DomainResult<()> {
+        if !self.store.persistent() {
+            return Ok(());
+        }
         self.commit.durable().await
     }
 

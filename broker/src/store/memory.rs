@@ -227,4 +227,8 @@ impl Store for MemoryStore {
     fn flush(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    fn persistent(&self) -> bool {
+        false
+    }
 }

@@ -118,4 +118,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Makes every completed write durable. Blocking.
     fn flush(&self) -> StoreResult<()>;
+
+    /// Whether [`Store::flush`] does anything; a store that keeps nothing across restarts
+    /// answers `false` and callers skip waiting for it.
+    fn persistent(&self) -> bool {
+        true
+    }
 }

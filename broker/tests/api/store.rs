@@ -643,11 +643,15 @@ mod sled_only {
         assert_eq!(verify_chain(&again).len(), 1);
     }
 
-    /// Writes `value` under `key` in `tree` of the closed database at `path`, behind the store's
-    /// back.
-    fn tamper(path: &std::path::Path, tree: &str, key: &[u8], value: &[u8]) {
+    /// Writes `value` under `kind/key` of the closed database at `path` (the layout documented
+    /// in `store/sled.rs`), behind the store's back.
+    fn tamper(path: &std::path::Path, kind: &str, key: &[u8], value: &[u8]) {
         let db = ::sled::open(path).unwrap();
-        db.open_tree(tree).unwrap().insert(key, value).unwrap();
+        let full = [kind.as_bytes(), b"/", key].concat();
+        db.open_tree("postern")
+            .unwrap()
+            .insert(full, value)
+            .unwrap();
         db.flush().unwrap();
     }
 
