@@ -285,7 +285,12 @@ async fn own_leaf(
     Ok((key, signer, issued))
 }
 
-async fn ensure_responder(domain: &Domain, keys: &FileKeyStore) -> anyhow::Result<()> {
+/// Installs the delegated OCSP responder: the one on disk while it has more than a week left,
+/// otherwise a new key and certificate. `postern serve` calls it hourly.
+///
+/// # Errors
+/// Issuance or file failures.
+pub async fn ensure_responder(domain: &Domain, keys: &FileKeyStore) -> anyhow::Result<()> {
     let issuer = domain.pki().issuer();
     let now = domain.clock().now();
     let (der, signer) =

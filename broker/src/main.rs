@@ -365,6 +365,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         rx,
     ));
 
+    // the OCSP responder certificate lives 30 days; renew it while running
+    let refresh = {
+        let (domain, keys) = (Arc::clone(&app.domain), app.keys.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = app::ensure_responder(&domain, &keys).await {
+                    tracing::error!(error = %e, "renewing the OCSP responder failed");
+                }
+            }
+        })
+    };
+
     println!("postern is running");
     println!("  data directory: {}", app.settings.data_dir.display());
     println!(
@@ -388,6 +403,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
+    refresh.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = t1.await;
         let _ = t2.await;

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use postern_broker::app::{self, App};
 use postern_broker::config::{CaImport, Settings};
-use postern_broker::domain::{Principal, SystemClock};
+use postern_broker::domain::{Clock as _, Principal, SystemClock};
 use postern_certs::ca::{self, CaParams};
 use postern_certs::signer::generate;
 use postern_certs::{KeyAlgorithm, KeySigner};
@@ -171,4 +171,28 @@ async fn an_operator_ca_is_imported_and_a_mismatched_key_refused() {
     );
     // the root key was never given to postern
     assert!(!dir.path().join("good/ca/root.key").exists());
+}
+
+#[tokio::test]
+async fn the_ocsp_responder_is_renewed_a_week_before_it_expires() {
+    use postern_broker::domain::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let a = app::open_with_passphrase(settings(dir.path()), clock.clone(), None)
+        .await
+        .unwrap();
+    let first = a.domain.pki().responder().unwrap().cert_der.clone();
+    clock.advance(time::Duration::days(1));
+    app::ensure_responder(&a.domain, &a.keys).await.unwrap();
+    assert_eq!(
+        a.domain.pki().responder().unwrap().cert_der,
+        first,
+        "renewed too early"
+    );
+    clock.advance(time::Duration::days(23));
+    app::ensure_responder(&a.domain, &a.keys).await.unwrap();
+    let second = a.domain.pki().responder().unwrap().cert_der.clone();
+    assert_ne!(second, first, "not renewed with under a week left");
+    let (_, cert) = x509_parser::parse_x509_certificate(&second).unwrap();
+    assert!(cert.validity().not_after.to_datetime() - clock.now() > time::Duration::days(29));
 }
