@@ -77,25 +77,21 @@ async fn read_body_first(
 
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .merge(common_routes())
-        .merge(admin::routes())
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            max_body_bytes,
-            read_body_first,
-        ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(error::panic_response))
-        .with_state(state)
+    finish(
+        common_routes().merge(admin::routes()),
+        state,
+        max_body_bytes,
+    )
 }
 
 /// The plain-HTTP application: revocation data and CA certificates only.
 pub fn plain_router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .merge(common_routes())
+    finish(common_routes(), state, max_body_bytes)
+}
+
+/// Problem documents for unknown routes and methods, body limits, tracing, and a panic guard.
+fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> Router {
+    routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
