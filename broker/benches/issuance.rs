@@ -145,7 +145,7 @@ fn postern(
 }
 
 /// The store alone: pre-issued certificate records (no crypto) inserted with their audit
-/// entries from `threads` OS threads, then one flush; the ceiling the store sets.
+/// entries from `threads` OS threads (each write returns once durable); the ceiling the store sets.
 fn store_only(store: Arc<dyn Store>, threads: usize, n: usize) -> f64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -229,7 +229,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sled_alone: Arc<dyn Store> =
         Arc::new(SledStore::open(&dir.path().join("alone")).expect("sled"));
-    let alone = store_only(sled_alone, threads, 40_000);
+    let alone = store_only(sled_alone, concurrency, 40_000);
     println!("sled store alone (records + audit, no crypto):    {alone:>9.0} records/s");
 
     let sled: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("db")).expect("sled"));

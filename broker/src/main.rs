@@ -409,7 +409,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = t2.await;
     })
     .await;
-    app.domain.durable().await?;
+    app.domain.flush().await?;
     Ok(())
 }
 

@@ -94,7 +94,7 @@ impl Broker {
                         let _ = stop_rx.changed().await;
                         let _ = t1.await;
                         let _ = t2.await;
-                        let _ = app.domain.durable().await;
+                        let _ = app.domain.flush().await;
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

@@ -111,11 +111,8 @@ impl Domain {
         subject: &str,
         details: serde_json::Value,
     ) -> DomainResult<AuditEntry> {
-        let e = self
-            .store
-            .append_audit(self.draft(who, tenant, action, subject, details))?;
-        self.durable().await?;
-        Ok(e)
+        let draft = self.draft(who, tenant, action, subject, details);
+        Ok(self.write(move |s| s.append_audit(draft)).await?)
     }
 
     pub(crate) fn draft(

@@ -2,12 +2,11 @@
 //! only translates.
 //!
 //! **Architecture Invariant:** nothing here names `axum` or `sled` (a tidy test checks).
-//! Every issuance and revocation is answered only after it and its audit entry are durable
-//! ([`commit::GroupCommit`]).
+//! Every issuance and revocation is answered only after it and its audit entry are durable:
+//! store writes return once durable, and [`Domain::write`] runs them off the runtime's workers.
 
 pub mod audit;
 pub mod clock;
-pub mod commit;
 pub mod error;
 pub mod pki;
 pub mod tenancy;
@@ -19,28 +18,20 @@ pub use error::{DomainError, DomainResult, ErrorKind};
 pub use pki::Pki;
 pub use tenancy::Principal;
 
-use crate::store::Store;
-use commit::GroupCommit;
+use crate::store::{Store, StoreError};
 
 /// The service's state and its operations; shared by every request.
 #[derive(Debug)]
 pub struct Domain {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    commit: Arc<GroupCommit>,
     pki: Pki,
 }
 
 impl Domain {
     /// Puts the domain together. Must run inside a tokio runtime (it starts the flusher).
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, pki: Pki) -> Self {
-        let commit = GroupCommit::start(Arc::clone(&store));
-        Domain {
-            store,
-            clock,
-            commit,
-            pki,
-        }
+        Domain { store, clock, pki }
     }
 
     /// The store (for read-only status checks).
@@ -58,15 +49,31 @@ impl Domain {
         &self.pki
     }
 
-    /// Waits until every write completed so far is durable.
+    /// Runs a store write; it returns once the write is durable. Stores whose writes wait for
+    /// the disk run on a blocking thread, so the wait holds no runtime worker.
     ///
     /// # Errors
-    /// Internal when the flush fails.
-    pub async fn durable(&self) -> DomainResult<()> {
-        if !self.store.persistent() {
-            return Ok(());
+    /// The store's error; a writer task that could not run is a backend error.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        if !self.store.writes_wait() {
+            return f(&*self.store);
         }
-        self.commit.durable().await
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store write task: {e}")))?
+    }
+
+    /// Flushes the store (at shutdown).
+    ///
+    /// # Errors
+    /// The store's flush error.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(|s| s.flush()).await
     }
 
     /// Whether the service can answer: the store reads and the OCSP responder is installed.

@@ -292,9 +292,9 @@ impl Domain {
                 obj.insert("not_after".into(), json!(issued.not_after.unix_timestamp()));
             }
             let draft = self.draft(who, tenant, "certificate.issue", &record.serial, d);
-            match self.store.insert_certificate(&record, draft) {
+            let rec = record.clone();
+            match self.write(move |s| s.insert_certificate(&rec, draft)).await {
                 Ok(_) => {
-                    self.durable().await?;
                     let certificate_pem = issued.to_pem();
                     let chain_pem = format!(
                         "{certificate_pem}{}",
@@ -357,9 +357,10 @@ impl Domain {
             &existing.serial,
             json!({ "reason": reason.as_str(), "profile": existing.profile }),
         );
+        let serial = existing.serial.clone();
         let rec = self
-            .store
-            .revoke_certificate(&existing.serial, now, reason, draft)
+            .write(move |s| s.revoke_certificate(&serial, now, reason, draft))
+            .await
             .map_err(|e| match e {
                 StoreError::AlreadyRevoked => DomainError::new(
                     ErrorKind::AlreadyRevoked,
@@ -367,7 +368,6 @@ impl Domain {
                 ),
                 other => other.into(),
             })?;
-        self.durable().await?;
         // publish at once; a failure here leaves the revocation stored and OCSP answering it
         if let Err(e) = self.rebuild_crl().await {
             tracing::error!(error = %e, "crl rebuild after revocation failed");
@@ -410,7 +410,8 @@ impl Domain {
                 reason: r.reason,
             });
         }
-        let number = self.store.next_counter("crl_number")?;
+        // durable before the CRL is served: a CRL number must never repeat
+        let number = self.write(|s| s.next_counter("crl_number")).await?;
         let der = crl::build_crl(
             self.pki.issuer.certificate().der(),
             self.pki.issuer.signer(),
@@ -421,8 +422,6 @@ impl Domain {
                 entries: &entries,
             },
         )?;
-        // the CRL number must never repeat, so it is durable before the CRL is served
-        self.durable().await?;
         *g = Some(CachedCrl {
             der: der.clone(),
             this_update: now,

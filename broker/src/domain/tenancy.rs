@@ -172,11 +172,10 @@ impl Domain {
             DEFAULT_TENANT,
             json!({}),
         );
-        match self.store.insert_tenant(&t, draft) {
-            Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
+        match self.write(move |s| s.insert_tenant(&t, draft)).await {
+            Ok(_) | Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        self.durable().await
     }
 
     /// Creates a tenant.
@@ -207,13 +206,15 @@ impl Domain {
             created_at: self.clock.now(),
         };
         let draft = self.draft(who, id, "tenant.create", id, json!({ "name": t.name }));
-        self.store.insert_tenant(&t, draft).map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => {
-                DomainError::new(ErrorKind::Conflict, format!("tenant {id} exists"))
-            }
-            other => other.into(),
-        })?;
-        self.durable().await?;
+        let stored = t.clone();
+        self.write(move |s| s.insert_tenant(&stored, draft))
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(_) => {
+                    DomainError::new(ErrorKind::Conflict, format!("tenant {id} exists"))
+                }
+                other => other.into(),
+            })?;
         Ok(t)
     }
 
@@ -276,8 +277,8 @@ impl Domain {
             &id,
             json!({ "role": role.as_str(), "label": label }),
         );
-        self.store.insert_token(&record, draft)?;
-        self.durable().await?;
+        let stored = record.clone();
+        self.write(move |s| s.insert_token(&stored, draft)).await?;
         Ok(NewToken {
             record,
             token: format!("pst_{id}_{secret}"),
@@ -307,8 +308,8 @@ impl Domain {
             return Err(DomainError::new(ErrorKind::NotFound, "no such token"));
         }
         let draft = self.draft(who, &existing.tenant, "token.revoke", id, json!({}));
-        let rec = self.store.revoke_token(id, self.clock.now(), draft)?;
-        self.durable().await?;
+        let (id, at) = (id.to_owned(), self.clock.now());
+        let rec = self.write(move |s| s.revoke_token(&id, at, draft)).await?;
         Ok(rec)
     }
 
@@ -408,8 +409,7 @@ impl Domain {
             BOOTSTRAP_TOKEN_ID,
             json!({ "role": "admin", "source": if generated { "generated" } else { "POSTERN_ADMIN_TOKEN" } }),
         );
-        self.store.put_token(&record, draft)?;
-        self.durable().await?;
+        self.write(move |s| s.put_token(&record, draft)).await?;
         Ok(generated.then_some(secret))
     }
 }

@@ -228,7 +228,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn persistent(&self) -> bool {
+    fn writes_wait(&self) -> bool {
         false
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! **Architecture Invariant:** a write that must go together (a certificate and its audit
 //! entry, a revocation and its audit entry) is one atomic operation of the store: either both
-//! are there after a crash or neither is. Durability is the caller's concern through
-//! [`Store::flush`], which the domain batches (group commit).
+//! are there after a crash or neither is; and a write returns only once it is durable (the sled
+//! backend commits writers in groups: one batch and one flush serve every write waiting).
 
 pub mod memory;
 pub mod sled;
@@ -116,12 +116,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Sets a small metadata value.
     fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
 
-    /// Makes every completed write durable. Blocking.
+    /// Makes every completed write durable. Writes are durable when they return already; this
+    /// is for shutdown and for callers that wrote behind the store's back. Blocking.
     fn flush(&self) -> StoreResult<()>;
 
-    /// Whether [`Store::flush`] does anything; a store that keeps nothing across restarts
-    /// answers `false` and callers skip waiting for it.
-    fn persistent(&self) -> bool {
+    /// Whether a write may wait (for its group to reach the disk, milliseconds): async callers
+    /// then run writes on a blocking thread, so that waiting does not hold a runtime worker.
+    fn writes_wait(&self) -> bool {
         true
     }
 }

@@ -16,22 +16,26 @@
 //! | `meta/sys:audit_head`                | `{seq, hash}`             |
 //! | `counters/` + name                   | `u64` big-endian          |
 //!
-//! # Atomicity
+//! # Atomicity and durability (group commit)
 //!
-//! Writers take turns (one mutex): a writer reads what it needs, then applies all of its
-//! records (a certificate, its `revoked` entry, its audit entry and the audit head, ...) as one
-//! sled batch, which sled applies atomically. After a crash either all of a write is there or
-//! none of it, and the audit chain never has a gap. One tree and batches rather than sled
-//! transactions across trees: every audited write moves the same audit head, so transactions
-//! would only conflict, and a batch costs a fraction of a transaction. Readers never wait.
-//! Durability comes from [`Store::flush`].
+//! Every write goes to one writer thread. It takes whatever writes are waiting (up to
+//! [`MAX_GROUP`]), applies each against the tree plus what the group has staged so far, stages
+//! the records of those that succeed (a certificate, its `revoked` entry, its audit entry and
+//! the audit head, ...), applies the whole group as one sled batch (atomic), flushes it to disk
+//! once, and only then answers every writer. So a write returns once it is durable; after a
+//! crash either all of a write is there or none of it, and the audit chain never has a gap; and
+//! under load one batch and one flush serve many writers. A write that fails (a conflict, a
+//! missing record) stages nothing and does not affect the others. Readers read the tree
+//! directly and never wait.
 //!
 //! sled holds an exclusive lock on the database directory: a second process (or a second
 //! [`SledStore::open`] in the same process) gets a [`StoreError::Backend`] saying so.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -64,6 +68,9 @@ fn prefix(kind: &str) -> Vec<u8> {
     [kind.as_bytes(), b"/"].concat()
 }
 
+/// The most writes one group applies and flushes together.
+pub const MAX_GROUP: usize = 512;
+
 /// A [`Store`] backed by a sled database directory.
 pub struct SledStore {
     /// Where the database lives (for messages).
@@ -71,8 +78,66 @@ pub struct SledStore {
     /// The database, for [`Store::flush`].
     db: sled::Db,
     tree: sled::Tree,
-    /// The writers' turn, holding the audit head (where the chain ends).
-    writer: Mutex<AuditHead>,
+    /// To the writer thread.
+    writes: Option<mpsc::Sender<Pending>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // closing the channel ends the writer; joining it releases its handle on the database
+        drop(self.writes.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A write on its way to the writer thread, with where to send its outcome.
+struct Pending {
+    op: Op,
+    reply: mpsc::SyncSender<StoreResult<Done>>,
+}
+
+/// The writes the store knows.
+enum Op {
+    Put {
+        kind: &'static str,
+        what: &'static str,
+        id: String,
+        value: Vec<u8>,
+        replace: bool,
+        audit: AuditDraft,
+    },
+    RevokeToken {
+        id: String,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    },
+    InsertCertificate {
+        serial: String,
+        value: Vec<u8>,
+        revoked: Option<Vec<u8>>,
+        audit: AuditDraft,
+    },
+    RevokeCertificate {
+        serial: String,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+        audit: AuditDraft,
+    },
+    Audit(AuditDraft),
+    Counter(String),
+    Meta(Vec<u8>, Vec<u8>),
+}
+
+/// What a write hands back.
+enum Done {
+    Audit(AuditEntry),
+    Token(TokenRecord),
+    Certificate(CertificateRecord),
+    Counter(u64),
+    Unit,
 }
 
 impl fmt::Debug for SledStore {
@@ -115,18 +180,35 @@ impl SledStore {
             .open_tree(TREE)
             .map_err(|e| StoreError::Backend(format!("opening tree {TREE}: {e}")))?;
         let head = audit_head(&tree)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            tree: tree.clone(),
+            head,
+        };
+        let handle = std::thread::Builder::new()
+            .name("postern-sled-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         Ok(SledStore {
             path: path.to_owned(),
             db,
             tree,
-            writer: Mutex::new(head),
+            writes: Some(tx),
+            writer: Some(handle),
         })
     }
 
-    fn write_turn(&self) -> StoreResult<MutexGuard<'_, AuditHead>> {
-        self.writer.lock().map_err(|_| {
-            StoreError::Backend("a writer panicked while holding the write lock".into())
-        })
+    /// Hands a write to the writer thread and waits until it is durable (or refused).
+    fn write(&self, op: Op) -> StoreResult<Done> {
+        let gone = || StoreError::Backend("the store's writer thread has stopped".into());
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.writes
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Pending { op, reply })
+            .map_err(|_| gone())?;
+        outcome.recv().map_err(|_| gone())?
     }
 
     fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> StoreResult<Option<T>> {
@@ -134,12 +216,6 @@ impl SledStore {
             Some(bytes) => decode(kind, &label(id.as_bytes()), &bytes).map(Some),
             None => Ok(None),
         }
-    }
-
-    fn exists(&self, kind: &str, id: &str) -> StoreResult<bool> {
-        self.tree
-            .contains_key(key(kind, id.as_bytes()))
-            .map_err(backend)
     }
 
     /// Every value of a kind, decoded, in key order; `keep` filters before they are collected.
@@ -160,51 +236,242 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Applies `batch` plus the next audit entry sealed from `draft`, atomically; moves the
-    /// in-memory head only once sled has taken the batch.
-    fn commit_with_audit(
-        &self,
-        head: &mut AuditHead,
-        mut batch: sled::Batch,
-        draft: AuditDraft,
-    ) -> StoreResult<AuditEntry> {
-        let seq = head
-            .seq
-            .checked_add(1)
-            .ok_or_else(|| StoreError::Corrupt("audit head seq at u64::MAX".into()))?;
-        let entry = draft.seal(seq, &head.hash);
-        let next = AuditHead {
-            seq,
-            hash: entry.hash.clone(),
-        };
-        batch.insert(key(AUDIT, &seq.to_be_bytes()), encode(&entry)?);
-        batch.insert(AUDIT_HEAD_KEY, encode(&next)?);
-        self.tree.apply_batch(batch).map_err(backend)?;
-        *head = next;
-        Ok(entry)
-    }
-
-    /// Writes a keyed record with its audit entry; `replace` says whether an existing record
-    /// may be overwritten (otherwise [`StoreError::Conflict`]).
     fn put_with_audit<T: Serialize>(
         &self,
-        kind: &str,
-        what: &str,
+        kind: &'static str,
+        what: &'static str,
         id: &str,
         value: &T,
         replace: bool,
         audit: AuditDraft,
     ) -> StoreResult<AuditEntry> {
-        let value = encode(value)?;
-        let mut head = self.write_turn()?;
-        if !replace && self.exists(kind, id)? {
-            return Err(StoreError::Conflict(format!(
-                "{what} {id:?} exists already"
-            )));
+        match self.write(Op::Put {
+            kind,
+            what,
+            id: id.to_owned(),
+            value: encode(value)?,
+            replace,
+            audit,
+        })? {
+            Done::Audit(e) => Ok(e),
+            _ => Err(unexpected()),
         }
-        let mut batch = sled::Batch::default();
-        batch.insert(key(kind, id.as_bytes()), value);
-        self.commit_with_audit(&mut head, batch, audit)
+    }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Backend("the writer answered with the wrong kind of outcome".into())
+}
+
+/// The writer thread's state: the database and where the audit chain ends.
+struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+    head: AuditHead,
+}
+
+/// One group: the batch being built, and what it has staged (so later writes of the same group
+/// see earlier ones).
+#[derive(Default)]
+struct Group {
+    batch: sled::Batch,
+    staged: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Group {
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.batch.insert(k.clone(), v.clone());
+        self.staged.insert(k, v);
+    }
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Pending>) {
+        while let Ok(first) = rx.recv() {
+            let mut pending = vec![first];
+            while pending.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(p) => pending.push(p),
+                    Err(_) => break,
+                }
+            }
+            let start_head = self.head.clone();
+            let mut group = Group::default();
+            let mut outcomes: Vec<StoreResult<Done>> = Vec::with_capacity(pending.len());
+            for p in &pending {
+                // an op stages its records only when all of them are ready
+                let mut staged = Group::default();
+                let head = self.head.clone();
+                let outcome = self.apply(&p.op, &group, &mut staged);
+                match &outcome {
+                    Ok(_) => {
+                        for (k, v) in staged.staged {
+                            group.put(k, v);
+                        }
+                    }
+                    Err(_) => self.head = head,
+                }
+                outcomes.push(outcome);
+            }
+            let committed = self
+                .tree
+                .apply_batch(group.batch)
+                .and_then(|()| self.db.flush().map(drop));
+            if let Err(e) = committed {
+                self.head = start_head;
+                let msg = format!("writing to disk: {e}");
+                outcomes = pending
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(msg.clone())))
+                    .collect();
+            }
+            for (p, outcome) in pending.into_iter().zip(outcomes) {
+                let _ = p.reply.send(outcome);
+            }
+        }
+    }
+
+    fn read(&self, group: &Group, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(v) = group.staged.get(k) {
+            return Ok(Some(v.clone()));
+        }
+        Ok(self.tree.get(k).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn read_record<T: DeserializeOwned>(
+        &self,
+        group: &Group,
+        kind: &str,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        match self.read(group, &key(kind, id.as_bytes()))? {
+            Some(bytes) => decode(kind, &label(id.as_bytes()), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Stages the next audit entry sealed from `draft` and moves the head.
+    fn seal(&mut self, staged: &mut Group, draft: &AuditDraft) -> StoreResult<AuditEntry> {
+        let seq = self
+            .head
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("audit head seq at u64::MAX".into()))?;
+        let entry = draft.clone().seal(seq, &self.head.hash);
+        let next = AuditHead {
+            seq,
+            hash: entry.hash.clone(),
+        };
+        staged.put(key(AUDIT, &seq.to_be_bytes()), encode(&entry)?);
+        staged.put(AUDIT_HEAD_KEY.to_vec(), encode(&next)?);
+        self.head = next;
+        Ok(entry)
+    }
+
+    fn apply(&mut self, op: &Op, group: &Group, staged: &mut Group) -> StoreResult<Done> {
+        match op {
+            Op::Put {
+                kind,
+                what,
+                id,
+                value,
+                replace,
+                audit,
+            } => {
+                let k = key(kind, id.as_bytes());
+                if !replace && self.read(group, &k)?.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "{what} {id:?} exists already"
+                    )));
+                }
+                staged.put(k, value.clone());
+                Ok(Done::Audit(self.seal(staged, audit)?))
+            }
+            Op::RevokeToken { id, at, audit } => {
+                let mut token: TokenRecord = self
+                    .read_record(group, TOKENS, id)?
+                    .ok_or(StoreError::NotFound)?;
+                if token.revoked_at.is_some() {
+                    return Err(StoreError::AlreadyRevoked);
+                }
+                token.revoked_at = Some(*at);
+                staged.put(key(TOKENS, id.as_bytes()), encode(&token)?);
+                self.seal(staged, audit)?;
+                Ok(Done::Token(token))
+            }
+            Op::InsertCertificate {
+                serial,
+                value,
+                revoked,
+                audit,
+            } => {
+                let k = key(CERTIFICATES, serial.as_bytes());
+                if self.read(group, &k)?.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "certificate serial {serial} exists already"
+                    )));
+                }
+                staged.put(k, value.clone());
+                if let Some(rv) = revoked {
+                    // a record stored revoked is listed for the CRL like any other
+                    staged.put(key(REVOKED, serial.as_bytes()), rv.clone());
+                }
+                Ok(Done::Audit(self.seal(staged, audit)?))
+            }
+            Op::RevokeCertificate {
+                serial,
+                at,
+                reason,
+                audit,
+            } => {
+                let mut cert: CertificateRecord = self
+                    .read_record(group, CERTIFICATES, serial)?
+                    .ok_or(StoreError::NotFound)?;
+                if matches!(cert.status, CertificateStatus::Revoked { .. }) {
+                    return Err(StoreError::AlreadyRevoked);
+                }
+                cert.status = CertificateStatus::Revoked {
+                    revoked_at: *at,
+                    reason: *reason,
+                };
+                staged.put(key(CERTIFICATES, serial.as_bytes()), encode(&cert)?);
+                staged.put(
+                    key(REVOKED, serial.as_bytes()),
+                    encode(&RevokedValue {
+                        revoked_at: *at,
+                        reason: *reason,
+                    })?,
+                );
+                self.seal(staged, audit)?;
+                Ok(Done::Certificate(cert))
+            }
+            Op::Audit(draft) => Ok(Done::Audit(self.seal(staged, draft)?)),
+            Op::Counter(name) => {
+                let k = key(COUNTERS, name.as_bytes());
+                let current = match self.read(group, &k)? {
+                    None => 0,
+                    Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                        Ok(b) => u64::from_be_bytes(b),
+                        Err(_) => {
+                            return Err(StoreError::Corrupt(format!(
+                                "{COUNTERS} record, key {}: {} bytes, not a u64",
+                                label(name.as_bytes()),
+                                bytes.len()
+                            )));
+                        }
+                    },
+                };
+                let next = current.checked_add(1).ok_or_else(|| {
+                    StoreError::Backend(format!("counter {} overflowed", label(name.as_bytes())))
+                })?;
+                staged.put(k, next.to_be_bytes().to_vec());
+                Ok(Done::Counter(next))
+            }
+            Op::Meta(k, v) => {
+                staged.put(k.clone(), v.clone());
+                Ok(Done::Unit)
+            }
+        }
     }
 }
 
@@ -334,16 +601,14 @@ impl Store for SledStore {
         at: OffsetDateTime,
         audit: AuditDraft,
     ) -> StoreResult<TokenRecord> {
-        let mut head = self.write_turn()?;
-        let mut token: TokenRecord = self.get(TOKENS, id)?.ok_or(StoreError::NotFound)?;
-        if token.revoked_at.is_some() {
-            return Err(StoreError::AlreadyRevoked);
+        match self.write(Op::RevokeToken {
+            id: id.to_owned(),
+            at,
+            audit,
+        })? {
+            Done::Token(t) => Ok(t),
+            _ => Err(unexpected()),
         }
-        token.revoked_at = Some(at);
-        let mut batch = sled::Batch::default();
-        batch.insert(key(TOKENS, id.as_bytes()), encode(&token)?);
-        self.commit_with_audit(&mut head, batch, audit)?;
-        Ok(token)
     }
 
     fn insert_certificate(
@@ -351,23 +616,15 @@ impl Store for SledStore {
         cert: &CertificateRecord,
         audit: AuditDraft,
     ) -> StoreResult<AuditEntry> {
-        let value = encode(cert)?;
-        let revoked = revoked_value(cert).map(|r| encode(&r)).transpose()?;
-        let id = cert.serial.as_bytes();
-        let mut head = self.write_turn()?;
-        if self.exists(CERTIFICATES, &cert.serial)? {
-            return Err(StoreError::Conflict(format!(
-                "certificate serial {} exists already",
-                cert.serial
-            )));
+        match self.write(Op::InsertCertificate {
+            serial: cert.serial.clone(),
+            value: encode(cert)?,
+            revoked: revoked_value(cert).map(|r| encode(&r)).transpose()?,
+            audit,
+        })? {
+            Done::Audit(e) => Ok(e),
+            _ => Err(unexpected()),
         }
-        let mut batch = sled::Batch::default();
-        batch.insert(key(CERTIFICATES, id), value);
-        if let Some(rv) = revoked {
-            // a record stored revoked is listed for the CRL like any other
-            batch.insert(key(REVOKED, id), rv);
-        }
-        self.commit_with_audit(&mut head, batch, audit)
     }
 
     fn certificate(&self, serial: &str) -> StoreResult<Option<CertificateRecord>> {
@@ -381,26 +638,15 @@ impl Store for SledStore {
         reason: RevocationReason,
         audit: AuditDraft,
     ) -> StoreResult<CertificateRecord> {
-        let rv = encode(&RevokedValue {
-            revoked_at: at,
+        match self.write(Op::RevokeCertificate {
+            serial: serial.to_owned(),
+            at,
             reason,
-        })?;
-        let mut head = self.write_turn()?;
-        let mut cert: CertificateRecord = self
-            .get(CERTIFICATES, serial)?
-            .ok_or(StoreError::NotFound)?;
-        if matches!(cert.status, CertificateStatus::Revoked { .. }) {
-            return Err(StoreError::AlreadyRevoked);
+            audit,
+        })? {
+            Done::Certificate(c) => Ok(c),
+            _ => Err(unexpected()),
         }
-        cert.status = CertificateStatus::Revoked {
-            revoked_at: at,
-            reason,
-        };
-        let mut batch = sled::Batch::default();
-        batch.insert(key(CERTIFICATES, serial.as_bytes()), encode(&cert)?);
-        batch.insert(key(REVOKED, serial.as_bytes()), rv);
-        self.commit_with_audit(&mut head, batch, audit)?;
-        Ok(cert)
     }
 
     fn revoked(&self) -> StoreResult<Vec<RevokedSerial>> {
@@ -432,8 +678,10 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, audit: AuditDraft) -> StoreResult<AuditEntry> {
-        let mut head = self.write_turn()?;
-        self.commit_with_audit(&mut head, sled::Batch::default(), audit)
+        match self.write(Op::Audit(audit))? {
+            Done::Audit(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
     }
 
     fn audit_entries(&self, from: u64, limit: usize) -> StoreResult<Vec<AuditEntry>> {
@@ -451,28 +699,10 @@ impl Store for SledStore {
     }
 
     fn next_counter(&self, name: &str) -> StoreResult<u64> {
-        let _turn = self.write_turn()?;
-        let k = key(COUNTERS, name.as_bytes());
-        let current = match self.tree.get(&k).map_err(backend)? {
-            None => 0,
-            Some(bytes) => match <[u8; 8]>::try_from(bytes.as_ref()) {
-                Ok(b) => u64::from_be_bytes(b),
-                Err(_) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "{COUNTERS} record, key {}: {} bytes, not a u64",
-                        label(name.as_bytes()),
-                        bytes.len()
-                    )));
-                }
-            },
-        };
-        let next = current.checked_add(1).ok_or_else(|| {
-            StoreError::Backend(format!("counter {} overflowed", label(name.as_bytes())))
-        })?;
-        self.tree
-            .insert(k, &next.to_be_bytes()[..])
-            .map_err(backend)?;
-        Ok(next)
+        match self.write(Op::Counter(name.to_owned()))? {
+            Done::Counter(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
     }
 
     fn meta(&self, k: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -484,9 +714,10 @@ impl Store for SledStore {
     }
 
     fn set_meta(&self, k: &str, value: &[u8]) -> StoreResult<()> {
-        let _turn = self.write_turn()?;
-        self.tree.insert(user_meta_key(k), value).map_err(backend)?;
-        Ok(())
+        match self.write(Op::Meta(user_meta_key(k), value.to_vec()))? {
+            Done::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
     }
 
     fn flush(&self) -> StoreResult<()> {
