@@ -271,19 +271,22 @@ struct Writer {
 }
 
 /// One group: the batch being built, and what it has staged (so later writes of the same group
-/// see earlier ones).
+/// see earlier ones). Values are shared (`IVec`), not copied.
 #[derive(Default)]
 struct Group {
     batch: sled::Batch,
-    staged: HashMap<Vec<u8>, Vec<u8>>,
+    staged: HashMap<Vec<u8>, sled::IVec>,
 }
 
 impl Group {
-    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+    fn put(&mut self, k: Vec<u8>, v: sled::IVec) {
         self.batch.insert(k.clone(), v.clone());
         self.staged.insert(k, v);
     }
 }
+
+/// What one write stages; it joins the group only if the write succeeds.
+type Staged = Vec<(Vec<u8>, sled::IVec)>;
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Pending>) {
@@ -298,20 +301,22 @@ impl Writer {
             let start_head = self.head.clone();
             let mut group = Group::default();
             let mut outcomes: Vec<StoreResult<Done>> = Vec::with_capacity(pending.len());
-            for p in &pending {
+            let mut replies = Vec::with_capacity(pending.len());
+            for p in pending {
                 // an op stages its records only when all of them are ready
-                let mut staged = Group::default();
+                let mut staged = Staged::new();
                 let head = self.head.clone();
-                let outcome = self.apply(&p.op, &group, &mut staged);
+                let outcome = self.apply(p.op, &group, &mut staged);
                 match &outcome {
                     Ok(_) => {
-                        for (k, v) in staged.staged {
+                        for (k, v) in staged {
                             group.put(k, v);
                         }
                     }
                     Err(_) => self.head = head,
                 }
                 outcomes.push(outcome);
+                replies.push(p.reply);
             }
             let committed = self
                 .tree
@@ -320,22 +325,22 @@ impl Writer {
             if let Err(e) = committed {
                 self.head = start_head;
                 let msg = format!("writing to disk: {e}");
-                outcomes = pending
+                outcomes = replies
                     .iter()
                     .map(|_| Err(StoreError::Backend(msg.clone())))
                     .collect();
             }
-            for (p, outcome) in pending.into_iter().zip(outcomes) {
-                let _ = p.reply.send(outcome);
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
             }
         }
     }
 
-    fn read(&self, group: &Group, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    fn read(&self, group: &Group, k: &[u8]) -> StoreResult<Option<sled::IVec>> {
         if let Some(v) = group.staged.get(k) {
             return Ok(Some(v.clone()));
         }
-        Ok(self.tree.get(k).map_err(backend)?.map(|v| v.to_vec()))
+        self.tree.get(k).map_err(backend)
     }
 
     fn read_record<T: DeserializeOwned>(
@@ -351,24 +356,24 @@ impl Writer {
     }
 
     /// Stages the next audit entry sealed from `draft` and moves the head.
-    fn seal(&mut self, staged: &mut Group, draft: &AuditDraft) -> StoreResult<AuditEntry> {
+    fn seal(&mut self, staged: &mut Staged, draft: AuditDraft) -> StoreResult<AuditEntry> {
         let seq = self
             .head
             .seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt("audit head seq at u64::MAX".into()))?;
-        let entry = draft.clone().seal(seq, &self.head.hash);
+        let entry = draft.seal(seq, &self.head.hash);
         let next = AuditHead {
             seq,
             hash: entry.hash.clone(),
         };
-        staged.put(key(AUDIT, &seq.to_be_bytes()), encode(&entry)?);
-        staged.put(AUDIT_HEAD_KEY.to_vec(), encode(&next)?);
+        staged.push((key(AUDIT, &seq.to_be_bytes()), encode(&entry)?.into()));
+        staged.push((AUDIT_HEAD_KEY.to_vec(), encode(&next)?.into()));
         self.head = next;
         Ok(entry)
     }
 
-    fn apply(&mut self, op: &Op, group: &Group, staged: &mut Group) -> StoreResult<Done> {
+    fn apply(&mut self, op: Op, group: &Group, staged: &mut Staged) -> StoreResult<Done> {
         match op {
             Op::Put {
                 kind,
@@ -384,18 +389,18 @@ impl Writer {
                         "{what} {id:?} exists already"
                     )));
                 }
-                staged.put(k, value.clone());
+                staged.push((k, value.into()));
                 Ok(Done::Audit(self.seal(staged, audit)?))
             }
             Op::RevokeToken { id, at, audit } => {
                 let mut token: TokenRecord = self
-                    .read_record(group, TOKENS, id)?
+                    .read_record(group, TOKENS, &id)?
                     .ok_or(StoreError::NotFound)?;
                 if token.revoked_at.is_some() {
                     return Err(StoreError::AlreadyRevoked);
                 }
-                token.revoked_at = Some(*at);
-                staged.put(key(TOKENS, id.as_bytes()), encode(&token)?);
+                token.revoked_at = Some(at);
+                staged.push((key(TOKENS, id.as_bytes()), encode(&token)?.into()));
                 self.seal(staged, audit)?;
                 Ok(Done::Token(token))
             }
@@ -411,10 +416,10 @@ impl Writer {
                         "certificate serial {serial} exists already"
                     )));
                 }
-                staged.put(k, value.clone());
+                staged.push((k, value.into()));
                 if let Some(rv) = revoked {
                     // a record stored revoked is listed for the CRL like any other
-                    staged.put(key(REVOKED, serial.as_bytes()), rv.clone());
+                    staged.push((key(REVOKED, serial.as_bytes()), rv.into()));
                 }
                 Ok(Done::Audit(self.seal(staged, audit)?))
             }
@@ -425,23 +430,24 @@ impl Writer {
                 audit,
             } => {
                 let mut cert: CertificateRecord = self
-                    .read_record(group, CERTIFICATES, serial)?
+                    .read_record(group, CERTIFICATES, &serial)?
                     .ok_or(StoreError::NotFound)?;
                 if matches!(cert.status, CertificateStatus::Revoked { .. }) {
                     return Err(StoreError::AlreadyRevoked);
                 }
                 cert.status = CertificateStatus::Revoked {
-                    revoked_at: *at,
-                    reason: *reason,
+                    revoked_at: at,
+                    reason,
                 };
-                staged.put(key(CERTIFICATES, serial.as_bytes()), encode(&cert)?);
-                staged.put(
+                staged.push((key(CERTIFICATES, serial.as_bytes()), encode(&cert)?.into()));
+                staged.push((
                     key(REVOKED, serial.as_bytes()),
                     encode(&RevokedValue {
-                        revoked_at: *at,
-                        reason: *reason,
-                    })?,
-                );
+                        revoked_at: at,
+                        reason,
+                    })?
+                    .into(),
+                ));
                 self.seal(staged, audit)?;
                 Ok(Done::Certificate(cert))
             }
@@ -450,7 +456,7 @@ impl Writer {
                 let k = key(COUNTERS, name.as_bytes());
                 let current = match self.read(group, &k)? {
                     None => 0,
-                    Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                    Some(bytes) => match <[u8; 8]>::try_from(bytes.as_ref()) {
                         Ok(b) => u64::from_be_bytes(b),
                         Err(_) => {
                             return Err(StoreError::Corrupt(format!(
@@ -464,11 +470,11 @@ impl Writer {
                 let next = current.checked_add(1).ok_or_else(|| {
                     StoreError::Backend(format!("counter {} overflowed", label(name.as_bytes())))
                 })?;
-                staged.put(k, next.to_be_bytes().to_vec());
+                staged.push((k, next.to_be_bytes().to_vec().into()));
                 Ok(Done::Counter(next))
             }
             Op::Meta(k, v) => {
-                staged.put(k.clone(), v.clone());
+                staged.push((k, v.into()));
                 Ok(Done::Unit)
             }
         }
