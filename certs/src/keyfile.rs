@@ -624,22 +624,7 @@ mod tests {
         assert!(is_malformed(&decode(&two, None)));
     }
 
-    /// Runs `cmd` with `args`; `None` when the program is missing.
-    fn run(cmd: &str, args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
-        use std::io::Write as _;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(cmd)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(stdin).unwrap();
-        drop(pipe);
-        Some(child.wait_with_output().unwrap())
-    }
+    use crate::run_peer as run;
 
     #[test]
     fn reads_openssl_generated_keys() {

@@ -36,3 +36,23 @@ pub(crate) fn peer_missing(message: &str) {
     );
     println!("{message}");
 }
+
+/// Runs a third-party program for an interop test, feeding it `stdin`; `None` when the program
+/// is not installed.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed pipe is a failed test
+pub(crate) fn run_peer(cmd: &str, args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin).unwrap();
+    drop(pipe);
+    Some(child.wait_with_output().unwrap())
+}

@@ -164,10 +164,6 @@ pub fn normalize_serial(s: &str) -> DomainResult<String> {
     Ok(t)
 }
 
-fn kind_for(spki_kind: SubjectKeyKind) -> SubjectKeyKind {
-    spki_kind
-}
-
 impl Domain {
     fn tenant_in_scope(&self, who: &Principal, tenant: Option<&str>) -> DomainResult<String> {
         let t = who.scope(tenant)?;
@@ -204,7 +200,7 @@ impl Domain {
             &cmd.profile,
             KeyToCertify {
                 spki_der: &checked.spki_der,
-                key_kind: kind_for(checked.key_kind),
+                key_kind: checked.key_kind,
             },
             cn.as_deref(),
             &names,

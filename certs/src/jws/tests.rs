@@ -656,19 +656,7 @@ fn ecdsa_der_conversion_pads_and_strips() {
 
 /// Runs `cmd` with `args`; `None` when the program is missing.
 fn run(cmd: &str, args: &[&str], stdin: Option<&[u8]>) -> Option<std::process::Output> {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(pipe);
-    Some(child.wait_with_output().unwrap())
+    crate::run_peer(cmd, args, stdin.unwrap_or_default())
 }
 
 #[test]
