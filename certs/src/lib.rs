@@ -8,6 +8,7 @@
 //! **No I/O and no clock**: files are read and written by the caller, and every function that
 //! needs the time takes it as an argument.
 
+pub mod attestation;
 pub mod ca;
 pub mod crl;
 pub mod csr;

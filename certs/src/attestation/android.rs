@@ -1,0 +1,21 @@
+//! Placeholder, replaced by the format's implementation.
+
+use super::{AttestError, AttestationObject, ChainCache, Challenge, Evidence, TrustRoots};
+
+/// Verifies a `android` statement.
+///
+/// # Errors
+/// [`AttestError`] saying why the statement is refused.
+pub(crate) fn verify(
+    obj: &AttestationObject,
+    _challenge: &Challenge<'_>,
+    _roots: &TrustRoots,
+    _cache: &ChainCache,
+    _revocations: Option<&RevocationList>,
+) -> Result<Evidence, AttestError> {
+    Err(AttestError::Format(obj.fmt.clone()))
+}
+
+/// Google's attestation revocation list.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationList {}
