@@ -57,3 +57,23 @@ pub(crate) fn run_peer(cmd: &str, args: &[&str], stdin: &[u8]) -> Option<std::pr
     drop(pipe);
     Some(child.wait_with_output().unwrap())
 }
+
+/// The shared test-vector folder (`../shared/vectors` beside the project, or
+/// `POSTERN_VECTORS`); `None`, after one line saying the test is skipped, when it is absent.
+/// With `POSTERN_REQUIRE_PEERS` set (CI), an absent folder is a failure.
+#[cfg(test)]
+pub(crate) fn vectors_dir() -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os("POSTERN_VECTORS") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
+    };
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        peer_missing(&format!(
+            "skipped: the test vectors are not at {} (set POSTERN_VECTORS)",
+            dir.display()
+        ));
+        None
+    }
+}
