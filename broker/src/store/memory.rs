@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use time::OffsetDateTime;
 
-use super::{RevokedSerial, Store, StoreError, StoreResult};
+use super::{DocKind, DocTxn, Expect, RevokedSerial, Store, StoreError, StoreResult, check_failed};
 use crate::model::{
     AUDIT_GENESIS, AuditDraft, AuditEntry, CertificateRecord, CertificateStatus, RevocationReason,
     Tenant, TokenRecord,
@@ -32,6 +32,7 @@ struct Inner {
     audit: Vec<AuditEntry>,
     counters: BTreeMap<String, u64>,
     meta: BTreeMap<String, Vec<u8>>,
+    docs: BTreeMap<(DocKind, String), Vec<u8>>,
 }
 
 impl Inner {
@@ -230,5 +231,45 @@ impl Store for MemoryStore {
 
     fn writes_wait(&self) -> bool {
         false
+    }
+
+    fn doc(&self, kind: DocKind, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock()?.docs.get(&(kind, id.to_owned())).cloned())
+    }
+
+    fn docs(
+        &self,
+        kind: DocKind,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let g = self.lock()?;
+        Ok(g.docs
+            .range((kind, prefix.to_owned())..)
+            .take_while(|((k, id), _)| *k == kind && id.starts_with(prefix))
+            .take(limit)
+            .map(|((_, id), v)| (id.clone(), v.clone()))
+            .collect())
+    }
+
+    fn commit(&self, txn: DocTxn) -> StoreResult<Option<AuditEntry>> {
+        let mut g = self.lock()?;
+        for (kind, id, expect) in &txn.checks {
+            let current = g.docs.get(&(*kind, id.clone()));
+            let holds = match expect {
+                Expect::Absent => current.is_none(),
+                Expect::Bytes(b) => current == Some(b),
+            };
+            if !holds {
+                return Err(check_failed(*kind, id, expect));
+            }
+        }
+        for (kind, id, value) in txn.writes {
+            match value {
+                Some(v) if !v.is_empty() => g.docs.insert((kind, id), v),
+                _ => g.docs.remove(&(kind, id)),
+            };
+        }
+        Ok(txn.audit.map(|a| g.append(a)))
     }
 }

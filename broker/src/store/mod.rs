@@ -53,6 +53,131 @@ pub struct RevokedSerial {
     pub reason: RevocationReason,
 }
 
+/// The kinds of document that protocols keep through [`Store::commit`] (JSON bytes the store
+/// does not interpret). Each kind is its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DocKind {
+    /// ACME accounts, by account id.
+    AcmeAccount,
+    /// ACME account key thumbprints (`provisioner/thumbprint`) to account ids.
+    AcmeAccountKey,
+    /// ACME orders, by order id.
+    AcmeOrder,
+    /// ACME authorizations (with their challenges), by id.
+    AcmeAuthz,
+    /// ACME external account binding keys, by key id.
+    AcmeEab,
+    /// Attestation statements already used (`sha256`), so none is accepted twice.
+    AttestationSeen,
+    /// Devices of the inventory, by `tenant/device id`.
+    Device,
+    /// Device identifiers (`tenant/kind:value`) to device ids.
+    DeviceIndex,
+}
+
+impl DocKind {
+    /// Every kind.
+    pub const ALL: [DocKind; 8] = [
+        DocKind::AcmeAccount,
+        DocKind::AcmeAccountKey,
+        DocKind::AcmeOrder,
+        DocKind::AcmeAuthz,
+        DocKind::AcmeEab,
+        DocKind::AttestationSeen,
+        DocKind::Device,
+        DocKind::DeviceIndex,
+    ];
+
+    /// The key prefix and name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocKind::AcmeAccount => "acme-accounts",
+            DocKind::AcmeAccountKey => "acme-account-keys",
+            DocKind::AcmeOrder => "acme-orders",
+            DocKind::AcmeAuthz => "acme-authzs",
+            DocKind::AcmeEab => "acme-eab",
+            DocKind::AttestationSeen => "attestations-seen",
+            DocKind::Device => "devices",
+            DocKind::DeviceIndex => "device-index",
+        }
+    }
+}
+
+/// What a [`DocTxn`] requires of a document before it writes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The document does not exist.
+    Absent,
+    /// The document exists with exactly these bytes (compare-and-swap).
+    Bytes(Vec<u8>),
+}
+
+/// A write of documents that happens entirely or not at all: every check holds, then every
+/// put or delete is applied, with the audit entry if any.
+#[derive(Debug, Clone, Default)]
+pub struct DocTxn {
+    /// Conditions; the first that fails makes the commit a [`StoreError::Conflict`].
+    pub checks: Vec<(DocKind, String, Expect)>,
+    /// Writes: `Some(bytes)` puts, `None` deletes (a document is never empty: putting empty
+    /// bytes deletes it too).
+    pub writes: Vec<(DocKind, String, Option<Vec<u8>>)>,
+    /// The audit entry that goes with it.
+    pub audit: Option<AuditDraft>,
+}
+
+impl DocTxn {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires the document to be absent.
+    #[must_use]
+    pub fn absent(mut self, kind: DocKind, id: impl Into<String>) -> Self {
+        self.checks.push((kind, id.into(), Expect::Absent));
+        self
+    }
+
+    /// Requires the document to hold `bytes`.
+    #[must_use]
+    pub fn unchanged(mut self, kind: DocKind, id: impl Into<String>, bytes: Vec<u8>) -> Self {
+        self.checks.push((kind, id.into(), Expect::Bytes(bytes)));
+        self
+    }
+
+    /// Puts a document.
+    #[must_use]
+    pub fn put(mut self, kind: DocKind, id: impl Into<String>, bytes: Vec<u8>) -> Self {
+        self.writes.push((kind, id.into(), Some(bytes)));
+        self
+    }
+
+    /// Deletes a document.
+    #[must_use]
+    pub fn delete(mut self, kind: DocKind, id: impl Into<String>) -> Self {
+        self.writes.push((kind, id.into(), None));
+        self
+    }
+
+    /// Adds the audit entry.
+    #[must_use]
+    pub fn audit(mut self, draft: AuditDraft) -> Self {
+        self.audit = Some(draft);
+        self
+    }
+}
+
+/// The conflict message for a failed check.
+pub(crate) fn check_failed(kind: DocKind, id: &str, expect: &Expect) -> StoreError {
+    match expect {
+        Expect::Absent => StoreError::Conflict(format!("{} {id:?} exists already", kind.as_str())),
+        Expect::Bytes(_) => {
+            StoreError::Conflict(format!("{} {id:?} changed concurrently", kind.as_str()))
+        }
+    }
+}
+
 /// Persistence for everything postern keeps.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Adds a tenant and its audit entry. [`StoreError::Conflict`] when the id exists.
@@ -115,6 +240,19 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a small metadata value.
     fn set_meta(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+
+    /// A document.
+    fn doc(&self, kind: DocKind, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Documents of a kind whose id starts with `prefix`, in id order, at most `limit`.
+    fn docs(
+        &self,
+        kind: DocKind,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Applies a [`DocTxn`] atomically and durably. [`StoreError::Conflict`] when a check
+    /// fails (nothing is written then).
+    fn commit(&self, txn: DocTxn) -> StoreResult<Option<AuditEntry>>;
 
     /// Makes every completed write durable. Writes are durable when they return already; this
     /// is for shutdown and for callers that wrote behind the store's back. Blocking.

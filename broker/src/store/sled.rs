@@ -15,6 +15,7 @@
 //! | `meta/user:` + key                   | raw bytes                 |
 //! | `meta/sys:audit_head`                | `{seq, hash}`             |
 //! | `counters/` + name                   | `u64` big-endian          |
+//! | `doc/` + kind + `/` + id             | the caller's bytes ([`DocKind`]) |
 //!
 //! # Atomicity and durability (group commit)
 //!
@@ -41,7 +42,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{RevokedSerial, Store, StoreError, StoreResult};
+use super::{DocKind, DocTxn, Expect, RevokedSerial, Store, StoreError, StoreResult, check_failed};
 use crate::model::{
     AUDIT_GENESIS, AuditDraft, AuditEntry, CertificateRecord, CertificateStatus, RevocationReason,
     Tenant, TokenRecord,
@@ -127,6 +128,7 @@ enum Op {
         audit: AuditDraft,
     },
     Audit(AuditDraft),
+    Docs(DocTxn),
     Counter(String),
     Meta(Vec<u8>, Vec<u8>),
 }
@@ -137,6 +139,7 @@ enum Done {
     Token(TokenRecord),
     Certificate(CertificateRecord),
     Counter(u64),
+    MaybeAudit(Option<AuditEntry>),
     Unit,
 }
 
@@ -275,18 +278,23 @@ struct Writer {
 #[derive(Default)]
 struct Group {
     batch: sled::Batch,
-    staged: HashMap<Vec<u8>, sled::IVec>,
+    /// `None` is a removal.
+    staged: HashMap<Vec<u8>, Option<sled::IVec>>,
 }
 
 impl Group {
-    fn put(&mut self, k: Vec<u8>, v: sled::IVec) {
-        self.batch.insert(k.clone(), v.clone());
+    /// Stages a value, or a removal (`None`).
+    fn put(&mut self, k: Vec<u8>, v: Option<sled::IVec>) {
+        match &v {
+            Some(v) => self.batch.insert(k.clone(), v.clone()),
+            None => self.batch.remove(k.clone()),
+        }
         self.staged.insert(k, v);
     }
 }
 
 /// What one write stages; it joins the group only if the write succeeds.
-type Staged = Vec<(Vec<u8>, sled::IVec)>;
+type Staged = Vec<(Vec<u8>, Option<sled::IVec>)>;
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Pending>) {
@@ -338,7 +346,7 @@ impl Writer {
 
     fn read(&self, group: &Group, k: &[u8]) -> StoreResult<Option<sled::IVec>> {
         if let Some(v) = group.staged.get(k) {
-            return Ok(Some(v.clone()));
+            return Ok(v.clone());
         }
         self.tree.get(k).map_err(backend)
     }
@@ -367,8 +375,8 @@ impl Writer {
             seq,
             hash: entry.hash.clone(),
         };
-        staged.push((key(AUDIT, &seq.to_be_bytes()), encode(&entry)?.into()));
-        staged.push((AUDIT_HEAD_KEY.to_vec(), encode(&next)?.into()));
+        staged.push((key(AUDIT, &seq.to_be_bytes()), Some(encode(&entry)?.into())));
+        staged.push((AUDIT_HEAD_KEY.to_vec(), Some(encode(&next)?.into())));
         self.head = next;
         Ok(entry)
     }
@@ -389,7 +397,7 @@ impl Writer {
                         "{what} {id:?} exists already"
                     )));
                 }
-                staged.push((k, value.into()));
+                staged.push((k, Some(value.into())));
                 Ok(Done::Audit(self.seal(staged, audit)?))
             }
             Op::RevokeToken { id, at, audit } => {
@@ -400,7 +408,7 @@ impl Writer {
                     return Err(StoreError::AlreadyRevoked);
                 }
                 token.revoked_at = Some(at);
-                staged.push((key(TOKENS, id.as_bytes()), encode(&token)?.into()));
+                staged.push((key(TOKENS, id.as_bytes()), Some(encode(&token)?.into())));
                 self.seal(staged, audit)?;
                 Ok(Done::Token(token))
             }
@@ -416,10 +424,10 @@ impl Writer {
                         "certificate serial {serial} exists already"
                     )));
                 }
-                staged.push((k, value.into()));
+                staged.push((k, Some(value.into())));
                 if let Some(rv) = revoked {
                     // a record stored revoked is listed for the CRL like any other
-                    staged.push((key(REVOKED, serial.as_bytes()), rv.into()));
+                    staged.push((key(REVOKED, serial.as_bytes()), Some(rv.into())));
                 }
                 Ok(Done::Audit(self.seal(staged, audit)?))
             }
@@ -439,19 +447,46 @@ impl Writer {
                     revoked_at: at,
                     reason,
                 };
-                staged.push((key(CERTIFICATES, serial.as_bytes()), encode(&cert)?.into()));
+                staged.push((
+                    key(CERTIFICATES, serial.as_bytes()),
+                    Some(encode(&cert)?.into()),
+                ));
                 staged.push((
                     key(REVOKED, serial.as_bytes()),
-                    encode(&RevokedValue {
-                        revoked_at: at,
-                        reason,
-                    })?
-                    .into(),
+                    Some(
+                        encode(&RevokedValue {
+                            revoked_at: at,
+                            reason,
+                        })?
+                        .into(),
+                    ),
                 ));
                 self.seal(staged, audit)?;
                 Ok(Done::Certificate(cert))
             }
             Op::Audit(draft) => Ok(Done::Audit(self.seal(staged, draft)?)),
+            Op::Docs(txn) => {
+                for (kind, id, expect) in &txn.checks {
+                    let current = self.read(group, &doc_key(*kind, id))?;
+                    let holds = match (expect, current) {
+                        (Expect::Absent, c) => c.is_none(),
+                        (Expect::Bytes(b), Some(c)) => c.as_ref() == b.as_slice(),
+                        (Expect::Bytes(_), None) => false,
+                    };
+                    if !holds {
+                        return Err(check_failed(*kind, id, expect));
+                    }
+                }
+                for (kind, id, value) in txn.writes {
+                    let value = value.filter(|v| !v.is_empty()).map(sled::IVec::from);
+                    staged.push((doc_key(kind, &id), value));
+                }
+                let entry = match txn.audit {
+                    Some(a) => Some(self.seal(staged, a)?),
+                    None => None,
+                };
+                Ok(Done::MaybeAudit(entry))
+            }
             Op::Counter(name) => {
                 let k = key(COUNTERS, name.as_bytes());
                 let current = match self.read(group, &k)? {
@@ -470,11 +505,11 @@ impl Writer {
                 let next = current.checked_add(1).ok_or_else(|| {
                     StoreError::Backend(format!("counter {} overflowed", label(name.as_bytes())))
                 })?;
-                staged.push((k, next.to_be_bytes().to_vec().into()));
+                staged.push((k, Some(next.to_be_bytes().to_vec().into())));
                 Ok(Done::Counter(next))
             }
             Op::Meta(k, v) => {
-                staged.push((k, v.into()));
+                staged.push((k, Some(v.into())));
                 Ok(Done::Unit)
             }
         }
@@ -565,6 +600,17 @@ fn revoked_value(cert: &CertificateRecord) -> Option<RevokedValue> {
             Some(RevokedValue { revoked_at, reason })
         }
     }
+}
+
+/// The key of a document.
+fn doc_key(kind: DocKind, id: &str) -> Vec<u8> {
+    [
+        b"doc/".as_slice(),
+        kind.as_str().as_bytes(),
+        b"/",
+        id.as_bytes(),
+    ]
+    .concat()
 }
 
 /// The key for a caller's metadata key.
@@ -729,5 +775,42 @@ impl Store for SledStore {
     fn flush(&self) -> StoreResult<()> {
         self.db.flush().map_err(backend)?;
         Ok(())
+    }
+
+    fn doc(&self, kind: DocKind, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .tree
+            .get(doc_key(kind, id))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn docs(
+        &self,
+        kind: DocKind,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let base = doc_key(kind, "").len();
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(doc_key(kind, prefix)).take(limit) {
+            let (k, v) = item.map_err(backend)?;
+            let id = String::from_utf8(k[base..].to_vec()).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "{} document key {}: not UTF-8",
+                    kind.as_str(),
+                    label(&k[base..])
+                ))
+            })?;
+            out.push((id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, txn: DocTxn) -> StoreResult<Option<AuditEntry>> {
+        match self.write(Op::Docs(txn))? {
+            Done::MaybeAudit(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
     }
 }

@@ -13,7 +13,7 @@ use postern_broker::model::{
 };
 use postern_broker::store::memory::MemoryStore;
 use postern_broker::store::sled::SledStore;
-use postern_broker::store::{Store, StoreError};
+use postern_broker::store::{DocKind, DocTxn, Store, StoreError};
 use postern_certs::names::SubjectName;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -77,6 +77,8 @@ conformance!(
     meta,
     times_round_trip,
     concurrent_inserts,
+    documents,
+    document_transactions,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -762,4 +764,112 @@ mod sled_only {
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
+}
+
+/// Documents: put, read, list by prefix, delete; kinds are separate key spaces.
+fn documents(store: &dyn Store) {
+    assert_eq!(store.doc(DocKind::AcmeOrder, "a").unwrap(), None);
+    store
+        .commit(
+            DocTxn::new()
+                .put(DocKind::AcmeOrder, "t1/a", b"{\"n\":1}".to_vec())
+                .put(DocKind::AcmeOrder, "t1/b", b"{\"n\":2}".to_vec())
+                .put(DocKind::AcmeOrder, "t2/a", b"{\"n\":3}".to_vec())
+                .put(DocKind::AcmeAuthz, "t1/a", b"other".to_vec()),
+        )
+        .unwrap();
+    assert_eq!(
+        store.doc(DocKind::AcmeOrder, "t1/a").unwrap(),
+        Some(b"{\"n\":1}".to_vec())
+    );
+    let t1: Vec<String> = store
+        .docs(DocKind::AcmeOrder, "t1/", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(t1, ["t1/a", "t1/b"]);
+    assert_eq!(store.docs(DocKind::AcmeOrder, "", 2).unwrap().len(), 2);
+    assert_eq!(store.docs(DocKind::AcmeOrder, "", 10).unwrap().len(), 3);
+    assert_eq!(store.docs(DocKind::AcmeAuthz, "", 10).unwrap().len(), 1);
+    assert_eq!(store.docs(DocKind::Device, "", 10).unwrap().len(), 0);
+    store
+        .commit(DocTxn::new().delete(DocKind::AcmeOrder, "t1/a"))
+        .unwrap();
+    assert_eq!(store.doc(DocKind::AcmeOrder, "t1/a").unwrap(), None);
+    assert_eq!(
+        store.doc(DocKind::AcmeAuthz, "t1/a").unwrap(),
+        Some(b"other".to_vec())
+    );
+    assert_eq!(audit_len(store), 0);
+}
+
+/// Checks make a transaction all-or-nothing; the audit entry comes with it.
+fn document_transactions(store: &dyn Store) {
+    let e = store
+        .commit(
+            DocTxn::new()
+                .absent(DocKind::Device, "t/d1")
+                .put(DocKind::Device, "t/d1", b"v1".to_vec())
+                .audit(draft("device.create", "d1")),
+        )
+        .unwrap();
+    assert_eq!(e.unwrap().seq, 1);
+    // absent fails: nothing of the transaction is written, no audit entry
+    let err = store
+        .commit(
+            DocTxn::new()
+                .absent(DocKind::Device, "t/d1")
+                .put(DocKind::Device, "t/d1", b"v2".to_vec())
+                .put(DocKind::DeviceIndex, "t/serial:X", b"d1".to_vec())
+                .audit(draft("device.create", "d1")),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.doc(DocKind::Device, "t/d1").unwrap(),
+        Some(b"v1".to_vec())
+    );
+    assert_eq!(store.doc(DocKind::DeviceIndex, "t/serial:X").unwrap(), None);
+    assert_eq!(audit_len(store), 1);
+    // compare-and-swap: the stale value loses, the current one wins
+    let stale = DocTxn::new()
+        .unchanged(DocKind::Device, "t/d1", b"v0".to_vec())
+        .put(DocKind::Device, "t/d1", b"v2".to_vec());
+    assert!(matches!(store.commit(stale), Err(StoreError::Conflict(_))));
+    store
+        .commit(
+            DocTxn::new()
+                .unchanged(DocKind::Device, "t/d1", b"v1".to_vec())
+                .put(DocKind::Device, "t/d1", b"v2".to_vec()),
+        )
+        .unwrap();
+    assert_eq!(
+        store.doc(DocKind::Device, "t/d1").unwrap(),
+        Some(b"v2".to_vec())
+    );
+    // a check on a missing document with bytes fails
+    let missing = DocTxn::new().unchanged(DocKind::Device, "t/none", b"x".to_vec());
+    assert!(matches!(
+        store.commit(missing),
+        Err(StoreError::Conflict(_))
+    ));
+    // concurrent compare-and-swap: exactly one of many wins
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let wins = &wins;
+            s.spawn(move || {
+                let t = DocTxn::new()
+                    .unchanged(DocKind::Device, "t/d1", b"v2".to_vec())
+                    .put(DocKind::Device, "t/d1", format!("v3-{i}").into_bytes());
+                if store.commit(t).is_ok() {
+                    wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 1);
+    verify_chain(store);
+    store.flush().unwrap();
 }
