@@ -210,6 +210,75 @@ impl Jwk {
         Ok(jwk)
     }
 
+    /// The public JWK of a DER SubjectPublicKeyInfo (EC P-256/P-384, Ed25519, RSA), with no
+    /// `kid`, `alg` or `use`: for comparing a certificate's key with a JWS key by
+    /// [thumbprint](Self::thumbprint).
+    ///
+    /// # Errors
+    /// [`Error::Jws`] for other key types or malformed keys.
+    pub fn from_spki_der(der: &[u8]) -> Result<Jwk> {
+        use x509_parser::prelude::FromDer as _;
+        let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
+            .map_err(|e| jws_err(format!("not a subjectPublicKeyInfo: {e}")))?;
+        if !rest.is_empty() {
+            return Err(jws_err("bytes after the subjectPublicKeyInfo"));
+        }
+        let raw: &[u8] = &spki.subject_public_key.data;
+        let oid = spki.algorithm.algorithm.to_id_string();
+        let mut jwk = Jwk {
+            kty: String::new(),
+            crv: None,
+            x: None,
+            y: None,
+            n: None,
+            e: None,
+            kid: None,
+            alg: None,
+            use_: None,
+        };
+        match oid.as_str() {
+            "1.2.840.10045.2.1" => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string());
+                let (len, crv) = match curve.as_deref() {
+                    Some("1.2.840.10045.3.1.7") => (32, "P-256"),
+                    Some("1.3.132.0.34") => (48, "P-384"),
+                    other => return Err(jws_err(format!("unsupported ec curve {other:?}"))),
+                };
+                match raw.split_first() {
+                    Some((4, xy)) if xy.len() == 2 * len => {
+                        let (x, y) = xy.split_at(len);
+                        jwk.kty = "EC".to_owned();
+                        jwk.crv = Some(crv.to_owned());
+                        jwk.x = Some(URL_SAFE_NO_PAD.encode(x));
+                        jwk.y = Some(URL_SAFE_NO_PAD.encode(y));
+                    }
+                    _ => return Err(jws_err("ec key is not an uncompressed point")),
+                }
+            }
+            "1.3.101.112" => {
+                if raw.len() != 32 {
+                    return Err(jws_err("ed25519 key is not 32 bytes"));
+                }
+                jwk.kty = "OKP".to_owned();
+                jwk.crv = Some("Ed25519".to_owned());
+                jwk.x = Some(URL_SAFE_NO_PAD.encode(raw));
+            }
+            "1.2.840.113549.1.1.1" => {
+                let (n, e) = parse_rsa_public_key(raw)?;
+                jwk.kty = "RSA".to_owned();
+                jwk.n = Some(URL_SAFE_NO_PAD.encode(n));
+                jwk.e = Some(URL_SAFE_NO_PAD.encode(e));
+            }
+            other => return Err(jws_err(format!("unsupported key algorithm {other}"))),
+        }
+        Ok(jwk)
+    }
+
     /// The RFC 7638 thumbprint: base64url (no padding) of the SHA-256 of the JSON object made of
     /// the key's required members only (`crv`, `kty`, `x`, `y` for EC; `crv`, `kty`, `x` for
     /// OKP; `e`, `kty`, `n` for RSA), in lexicographic order, without whitespace.

@@ -775,3 +775,21 @@ fn interoperates_with_python_jwcrypto() {
     }
     assert_eq!(payloads, ["from jwcrypto ES256", "from jwcrypto EdDSA"]);
 }
+
+#[test]
+fn spki_jwk_has_the_signers_thumbprint() {
+    let mut algs = vec![
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Ed25519,
+    ];
+    algs.retain(|a| generate(*a).is_ok());
+    for alg in algs {
+        let s = signer(alg);
+        let from_spki = Jwk::from_spki_der(s.spki_der()).unwrap();
+        assert_eq!(from_spki.thumbprint(), Jwk::from_signer(&s).unwrap().thumbprint(), "{alg:?}");
+    }
+    let rsa = rfc7515_a2_key();
+    assert!(Jwk::from_spki_der(b"\x30\x00").is_err());
+    assert_eq!(rsa.kty, "RSA");
+}
