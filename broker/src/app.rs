@@ -43,6 +43,8 @@ pub struct App {
     pub keys: FileKeyStore,
     /// Whether `ca init` ran during this open.
     pub ca_created: bool,
+    /// ACME.
+    pub acme: Arc<crate::domain::acme::Acme>,
 }
 
 /// The passphrase for keys at rest, from the environment variable `ca.passphrase_env` names.
@@ -215,11 +217,17 @@ pub async fn open_with_passphrase(
             .await?;
     }
     ensure_responder(&domain, &keys).await?;
+    let acme = Arc::new(
+        crate::domain::acme::Acme::new(Arc::clone(&domain), settings.acme.clone())
+            .map_err(|(k, m)| anyhow::anyhow!("configuration: acme.{k}: {m}"))?,
+    );
+    acme.refresh_revocation_lists().await;
     Ok(App {
         settings,
         domain,
         keys,
         ca_created,
+        acme,
     })
 }
 

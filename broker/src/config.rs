@@ -33,6 +33,8 @@ pub struct Settings {
     pub revocation: RevocationSettings,
     /// Request limits.
     pub limits: LimitSettings,
+    /// ACME provisioners and validation.
+    pub acme: crate::domain::acme::AcmeSettings,
 }
 
 /// Log output.
@@ -129,6 +131,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             revocation: RevocationSettings::default(),
             limits: LimitSettings::default(),
+            acme: crate::domain::acme::AcmeSettings::default(),
         }
     }
 }
@@ -304,6 +307,20 @@ impl Settings {
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
             return Err(err("http_public_url", "must be an http:// or https:// URL"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, p) in self.acme.provisioners.iter().enumerate() {
+            p.check()
+                .map_err(|(k, m)| err(&format!("acme.provisioners[{i}].{k}"), m))?;
+            if !names.insert(&p.name) {
+                return Err(err(
+                    &format!("acme.provisioners[{i}].name"),
+                    format!("{:?} appears twice", p.name),
+                ));
+            }
+        }
+        if self.acme.order_lifetime_minutes == 0 {
+            return Err(err("acme.order_lifetime_minutes", "must be positive"));
         }
         for (i, n) in self.tls.names.iter().enumerate() {
             if n.parse::<std::net::IpAddr>().is_err()

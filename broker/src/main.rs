@@ -346,9 +346,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await?;
     let (chain, key) = app::ensure_tls(&app).await?;
     let tls = Arc::new(server::tls_config(chain, key)?);
-    let state = AppState {
-        domain: Arc::clone(&app.domain),
-    };
+    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme));
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;
     let plain_addr = plain.local_addr()?;
@@ -380,6 +378,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
+    // expired ACME orders are removed, Android revocation lists read again
+    let acme_upkeep = {
+        let acme = Arc::clone(&app.acme);
+        tokio::spawn(async move {
+            let mut cleanup = tokio::time::interval(acme.cleanup_interval());
+            let mut lists = tokio::time::interval(Duration::from_secs(600));
+            cleanup.tick().await;
+            lists.tick().await;
+            loop {
+                tokio::select! {
+                    _ = cleanup.tick() => {
+                        if let Err(e) = acme.cleanup().await {
+                            tracing::error!(error = %e, "removing expired ACME orders failed");
+                        }
+                    }
+                    _ = lists.tick() => acme.refresh_revocation_lists().await,
+                }
+            }
+        })
+    };
+
     println!("postern is running");
     println!("  data directory: {}", app.settings.data_dir.display());
     println!(
@@ -392,6 +411,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     println!("  https:          https://{https_addr}  (API, admin, PKI)");
     println!("  http:           http://{plain_addr}  (CRL at /pki/crl, OCSP at /pki/ocsp)");
+    for name in app.acme.provisioners().keys() {
+        println!("  acme:           https://{https_addr}/acme/{name}/directory");
+    }
     if let Some(token) = generated {
         println!("  admin token:    {token}");
         println!(
@@ -404,6 +426,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = tx.send(true);
     refresh.abort();
+    acme_upkeep.abort();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = t1.await;
         let _ = t2.await;

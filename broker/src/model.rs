@@ -133,6 +133,94 @@ pub struct CertificateRecord {
     pub der_b64: String,
     /// Good or revoked.
     pub status: CertificateStatus,
+    /// How the subject enrolled, when through a protocol (ACME, SCEP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<Enrollment>,
+}
+
+/// How a certificate's subject proved itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// `acme`, `scep`.
+    pub protocol: String,
+    /// The provisioner.
+    pub provisioner: String,
+    /// The ACME account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The ACME order or SCEP transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The device of the inventory, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// SHA-256 (hex) of the attestation evidence stored with the device, when the key was
+    /// attested; `None` means the key is not hardware-attested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_sha256: Option<String>,
+}
+
+/// A device of a tenant's inventory (registered by an admin, later filled by the MDM).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Identifier within the tenant (`dev_` + 20 hex).
+    pub id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Hardware serial number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Apple UDID (on a Mac, the ProvisioningUDID that attestation carries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// IMEI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imei: Option<String>,
+    /// Further permanent identifiers (a TPM's, an agent's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hardware_ids: Vec<String>,
+    /// `ios`, `macos`, `android`, `windows`, `linux`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The user it belongs to (an IdP user id or userName).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Who registered it: `admin`, or the MDM.
+    pub source: String,
+    /// When it was registered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The last verified attestation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<DeviceAttestation>,
+    /// Serials of certificates issued to it, oldest first.
+    #[serde(default)]
+    pub certificates: Vec<String>,
+}
+
+impl Device {
+    /// Every identifier the device answers to (serial, UDID, IMEI, hardware ids).
+    pub fn identifiers(&self) -> Vec<&str> {
+        self.serial
+            .iter()
+            .chain(&self.udid)
+            .chain(&self.imei)
+            .chain(&self.hardware_ids)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// An attestation, verified, as kept with the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceAttestation {
+    /// SHA-256 (hex) of the evidence's JSON as stored here; certificate records link it.
+    pub sha256: String,
+    /// What the attestation proved.
+    pub evidence: postern_certs::attestation::Evidence,
 }
 
 /// One audit entry, hash-chained to the one before.

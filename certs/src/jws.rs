@@ -462,6 +462,36 @@ pub fn sign_compact(
     sign_compact_with_header(signer, &header_json, payload)
 }
 
+/// Signs `payload` into a flattened JWS JSON object (RFC 7515 §7.2.2), as ACME requests are:
+/// `{"protected", "payload", "signature"}`. The protected header holds `alg` (from the
+/// signer's key) and the members of `header` (ACME: `nonce`, `url`, and `jwk` or `kid`).
+///
+/// # Errors
+/// [`Error::Jws`] when `header` sets `alg` or `crit`; [`Error::Key`] when the signer fails.
+pub fn sign_flattened(
+    signer: &dyn Signer,
+    header: Map<String, Value>,
+    payload: &[u8],
+) -> Result<Value> {
+    for refused in ["alg", "crit"] {
+        if header.contains_key(refused) {
+            return Err(jws_err(format!("header must not set {refused:?}")));
+        }
+    }
+    let alg = JwsAlg::for_key(signer.algorithm())?;
+    let mut h = Map::new();
+    h.insert("alg".into(), Value::String(alg.as_str().into()));
+    h.extend(header);
+    let header_json = serde_json::to_vec(&Value::Object(h))
+        .map_err(|e| Error::Internal(format!("jws header: {e}")))?;
+    let compact = sign_compact_with_header(signer, &header_json, payload)?;
+    let mut parts = compact.splitn(3, '.');
+    let (Some(p), Some(b), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::Internal("compact jws without three parts".into()));
+    };
+    Ok(serde_json::json!({ "protected": p, "payload": b, "signature": sig }))
+}
+
 /// Signs `payload` under the protected header `header_json`, taken byte for byte.
 ///
 /// The caller makes sure the header's `alg` is the signer's.

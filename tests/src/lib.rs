@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
-use postern_broker::config::{Overrides, Settings};
+use postern_broker::config::Settings;
 use postern_broker::domain::SystemClock;
 use postern_broker::http::{self, AppState};
 use postern_broker::{app, server};
@@ -36,15 +36,20 @@ impl Broker {
     /// # Errors
     /// When it cannot start.
     pub fn start(data_dir: &Path) -> anyhow::Result<Broker> {
-        let settings = Settings::load(
-            None,
-            &Overrides {
-                data_dir: Some(data_dir.to_path_buf()),
-                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 1))),
-                ..Overrides::default()
-            },
-        )?;
+        Broker::start_with(data_dir, "")
+    }
+
+    /// Starts a broker on `data_dir` configured with the TOML text `config` (data directory
+    /// and listeners are the harness's).
+    ///
+    /// # Errors
+    /// When the configuration is refused or the broker cannot start.
+    pub fn start_with(data_dir: &Path, config: &str) -> anyhow::Result<Broker> {
+        let mut settings = Settings::from_toml(config)?;
+        settings.data_dir = data_dir.to_path_buf();
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.http_listen = SocketAddr::from(([127, 0, 0, 1], 1));
+        settings.validate()?;
         let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<(SocketAddr, SocketAddr)>>();
         let (stop_tx, stop_rx) = watch::channel(false);
         let thread = std::thread::spawn(move || {
@@ -69,9 +74,7 @@ impl Broker {
                     app.domain.ensure_bootstrap_token(Some(ADMIN_TOKEN)).await?;
                     let (chain, key) = app::ensure_tls(&app).await?;
                     let tls = Arc::new(server::tls_config(chain, key)?);
-                    let state = AppState {
-                        domain: Arc::clone(&app.domain),
-                    };
+                    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme));
                     let addrs = (https.local_addr()?, plain.local_addr()?);
                     let max = app.settings.limits.max_body_bytes;
                     let t1 = tokio::spawn(server::serve_tls(

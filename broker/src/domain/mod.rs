@@ -5,8 +5,10 @@
 //! Every issuance and revocation is answered only after it and its audit entry are durable:
 //! store writes return once durable, and [`Domain::write`] runs them off the runtime's workers.
 
+pub mod acme;
 pub mod audit;
 pub mod clock;
+pub mod devices;
 pub mod error;
 pub mod pki;
 pub mod tenancy;

@@ -244,6 +244,37 @@ impl Domain {
         validity: Option<Duration>,
         details: serde_json::Value,
     ) -> DomainResult<IssuedCertificate> {
+        self.issue_enrolled(
+            who,
+            tenant,
+            profile_name,
+            key,
+            common_name,
+            names,
+            validity,
+            details,
+            None,
+        )
+        .await
+    }
+
+    /// As [`Domain::issue_key`], recording how the subject enrolled.
+    ///
+    /// # Errors
+    /// As [`Domain::issue_from_csr`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn issue_enrolled(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        profile_name: &str,
+        key: KeyToCertify<'_>,
+        common_name: Option<&str>,
+        names: &[SubjectName],
+        validity: Option<Duration>,
+        details: serde_json::Value,
+        enrollment: Option<crate::model::Enrollment>,
+    ) -> DomainResult<IssuedCertificate> {
         let profile = self.profile(profile_name)?;
         let now = self.clock.now();
         let mut last_err = None;
@@ -277,6 +308,7 @@ impl Domain {
                     &issued.der,
                 ),
                 status: CertificateStatus::Good,
+                enrollment: enrollment.clone(),
             };
             let mut d = details.clone();
             if let Some(obj) = d.as_object_mut() {
@@ -339,6 +371,20 @@ impl Domain {
         reason: RevocationReason,
     ) -> DomainResult<CertificateRecord> {
         let existing = self.certificate(who, serial)?;
+        self.revoke_record(who, existing, reason).await
+    }
+
+    /// Revokes a certificate whose record the caller found and may revoke (protocols that
+    /// authorized the request themselves, such as ACME `revokeCert`).
+    ///
+    /// # Errors
+    /// Malformed (removeFromCRL), AlreadyRevoked.
+    pub async fn revoke_record(
+        &self,
+        who: &Principal,
+        existing: CertificateRecord,
+        reason: RevocationReason,
+    ) -> DomainResult<CertificateRecord> {
         if reason == RevocationReason::RemoveFromCrl {
             return Err(DomainError::new(
                 ErrorKind::Malformed,

@@ -120,7 +120,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn random_bytes<const N: usize>() -> DomainResult<[u8; N]> {
+pub(crate) fn random_bytes<const N: usize>() -> DomainResult<[u8; N]> {
     let mut b = [0u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut b)

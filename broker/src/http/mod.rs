@@ -4,6 +4,7 @@
 //! plain-HTTP listener serves (CRL, OCSP, CA certificates, health), because relying parties
 //! fetch revocation data without TLS.
 
+pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod error;
@@ -27,6 +28,15 @@ use error::ApiError;
 pub struct AppState {
     /// The domain.
     pub domain: Arc<Domain>,
+    /// ACME.
+    pub acme: Arc<crate::domain::acme::Acme>,
+}
+
+impl AppState {
+    /// The state for a domain and its ACME service.
+    pub fn new(domain: Arc<Domain>, acme: Arc<crate::domain::acme::Acme>) -> Self {
+        AppState { domain, acme }
+    }
 }
 
 /// How much of an oversized body is read (and dropped) before the 413 goes out, so that clients
@@ -78,7 +88,7 @@ async fn read_body_first(
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     finish(
-        common_routes().merge(admin::routes()),
+        common_routes().merge(admin::routes()).merge(acme::routes()),
         state,
         max_body_bytes,
     )

@@ -30,12 +30,10 @@ async fn harness() -> Harness {
         .await
         .unwrap();
     domain.ensure_bootstrap_token(Some(ADMIN)).await.unwrap();
-    let app = router(
-        AppState {
-            domain: Arc::clone(&domain),
-        },
-        MAX_BODY,
+    let acme = Arc::new(
+        postern_broker::domain::acme::Acme::new(Arc::clone(&domain), Default::default()).unwrap(),
     );
+    let app = router(AppState::new(Arc::clone(&domain), acme), MAX_BODY);
     Harness { domain, store, app }
 }
 

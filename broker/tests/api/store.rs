@@ -136,6 +136,7 @@ fn cert(serial: &str) -> CertificateRecord {
         issued_at: issued,
         der_b64: "MIIBAAAA".into(),
         status: CertificateStatus::Good,
+        enrollment: None,
     }
 }
 

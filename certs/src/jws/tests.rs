@@ -787,7 +787,11 @@ fn spki_jwk_has_the_signers_thumbprint() {
     for alg in algs {
         let s = signer(alg);
         let from_spki = Jwk::from_spki_der(s.spki_der()).unwrap();
-        assert_eq!(from_spki.thumbprint(), Jwk::from_signer(&s).unwrap().thumbprint(), "{alg:?}");
+        assert_eq!(
+            from_spki.thumbprint(),
+            Jwk::from_signer(&s).unwrap().thumbprint(),
+            "{alg:?}"
+        );
     }
     let rsa = rfc7515_a2_key();
     assert!(Jwk::from_spki_der(b"\x30\x00").is_err());
