@@ -3,3 +3,4 @@
 //! crate's tests and, with the `testing` feature, for other crates' tests and benchmarks.
 
 pub mod apple;
+pub mod tpm;
