@@ -2,6 +2,8 @@
 //! own runtime so it can be stopped and started again on the same data directory, and an
 //! HTTPS client that trusts only the broker's root CA.
 
+pub mod acme;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -30,6 +30,73 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/admin/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/admin/audit", get(audit))
         .route("/v1/admin/audit/verify", get(audit_verify))
+        .route("/v1/admin/devices", post(register_device).get(list_devices))
+        .route("/v1/admin/devices/{id}", get(device))
+        .route("/v1/admin/acme/{provisioner}/eab", post(create_eab))
+}
+
+async fn register_device(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(req): ApiJson<crate::domain::devices::NewDevice>,
+) -> Result<(StatusCode, axum::Json<model::Device>), ApiError> {
+    let d = s.domain.register_device(&who, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(d)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceQuery {
+    tenant: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_devices(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiQuery(q): ApiQuery<DeviceQuery>,
+) -> Result<axum::Json<Vec<model::Device>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(axum::Json(s.domain.devices(
+        &who,
+        q.tenant.as_deref(),
+        q.after.as_deref(),
+        limit,
+    )?))
+}
+
+async fn device(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TenantQuery>,
+) -> Result<axum::Json<model::Device>, ApiError> {
+    Ok(axum::Json(s.domain.device(
+        &who,
+        q.tenant.as_deref(),
+        &id,
+    )?))
+}
+
+async fn create_eab(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    ApiPath(provisioner): ApiPath<String>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let (kid, key) = s.acme.create_eab(&who, &provisioner).await.map_err(|e| {
+        let kind = match e.problem {
+            crate::domain::acme::AcmeProblem::Unauthorized => crate::domain::ErrorKind::Forbidden,
+            crate::domain::acme::AcmeProblem::ServerInternal => crate::domain::ErrorKind::Internal,
+            _ if e.not_found => crate::domain::ErrorKind::NotFound,
+            _ => crate::domain::ErrorKind::Malformed,
+        };
+        ApiError::from(crate::domain::DomainError::new(kind, e.detail))
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "kid": kid, "hmac_key": key, "provisioner": provisioner })),
+    ))
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {

@@ -1,0 +1,317 @@
+//! Zero-touch enrollment end to end: a device of the tenant's inventory runs ACME
+//! `device-attest-01` over HTTPS against a running broker, with `apple`, `android-key` and
+//! `tpm` statements minted by test authorities whose roots the provisioner trusts.
+
+// A failed unwrap in a test or a test helper is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use postern_certs::attestation::testing::android::{AndroidStatement, AndroidTestAuthority};
+use postern_certs::attestation::testing::apple::{AppleStatement, AppleTestAuthority};
+use postern_certs::attestation::testing::tpm::{TpmStatement, TpmTestAuthority};
+use postern_certs::attestation::{DeviceIdentifier, IdentifierKind};
+use postern_certs::signer::generate;
+use postern_certs::{KeyAlgorithm, KeySigner};
+use postern_e2e::acme::{Client, attestation_payload, finalize_payload};
+use postern_e2e::{ADMIN_TOKEN, Broker};
+
+struct Authorities {
+    apple: AppleTestAuthority,
+    android: AndroidTestAuthority,
+    tpm: TpmTestAuthority,
+}
+
+fn config(dir: &std::path::Path, a: &Authorities) -> String {
+    let mut roots = Vec::new();
+    for (fmt, pem) in [
+        ("apple", a.apple.root_pem()),
+        ("android-key", a.android.root_pem()),
+        ("tpm", a.tpm.root_pem()),
+    ] {
+        let path = dir.join(format!("{fmt}-root.pem"));
+        std::fs::write(&path, pem).unwrap();
+        roots.push(format!("\"{fmt}\" = {:?}", path.display().to_string()));
+    }
+    format!(
+        r#"
+[[acme.provisioners]]
+name = "devices"
+challenge = "device-attest-01"
+profile = "device-identity"
+roots = {{ {} }}
+
+[[acme.provisioners]]
+name = "strict"
+challenge = "device-attest-01"
+profile = "device-identity"
+formats = ["apple"]
+roots = {{ apple = {:?} }}
+min_os_version = {{ apple = "99.0" }}
+"#,
+        roots.join(", "),
+        dir.join("apple-root.pem").display().to_string()
+    )
+}
+
+/// The device's key: a P-256 key pair (what a Secure Enclave or StrongBox would hold).
+struct DeviceKey {
+    pkcs8: Vec<u8>,
+    rcgen: rcgen::KeyPair,
+}
+
+impl DeviceKey {
+    fn new() -> Self {
+        let pkcs8 = generate(KeyAlgorithm::EcdsaP256).unwrap().as_der().to_vec();
+        let rcgen = rcgen::KeyPair::try_from(pkcs8.as_slice()).unwrap();
+        DeviceKey { pkcs8, rcgen }
+    }
+
+    fn spki(&self) -> Vec<u8> {
+        rcgen::PublicKeyData::subject_public_key_info(&self.rcgen)
+    }
+
+    fn csr(&self, cn: &str) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.serialize_request(&self.rcgen).unwrap().der().to_vec()
+    }
+}
+
+async fn register_device(http: &reqwest::Client, broker: &Broker, body: Value) -> Value {
+    let r = http
+        .post(format!("{}/v1/admin/devices", broker.https))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn account(broker: &Broker, provisioner: &str, alg: KeyAlgorithm) -> Client {
+    let key: Arc<dyn postern_certs::Signer> =
+        Arc::new(KeySigner::from_pkcs8(generate(alg).unwrap().as_der()).unwrap());
+    let mut c = Client::new(
+        broker.client().unwrap(),
+        &format!("{}/acme/{provisioner}/directory", broker.https),
+        key,
+    )
+    .await
+    .unwrap();
+    let r = c
+        .register(json!({ "contact": ["mailto:it@example.test"] }))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    c
+}
+
+/// Orders `identifier`, returns (order URL, order, authz URL, challenge URL, token).
+async fn order(c: &mut Client, kind: &str, value: &str) -> (String, Value, String, String, String) {
+    let r = c
+        .new_order(json!([{ "type": kind, "value": value }]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let order = r.json();
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_owned();
+    let authz = c.post(&authz_url, None).await.unwrap().json();
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "device-attest-01")
+        .unwrap()
+        .clone();
+    (
+        r.location.unwrap(),
+        order,
+        authz_url,
+        ch["url"].as_str().unwrap().to_owned(),
+        ch["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Answers the challenge, finalizes with the device key's CSR and downloads the chain.
+async fn complete(
+    c: &mut Client,
+    order_url: &str,
+    order: &Value,
+    chall: &str,
+    att_obj: &[u8],
+    key: &DeviceKey,
+    cn: &str,
+) -> String {
+    let r = c
+        .post(chall, Some(&attestation_payload(att_obj)))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "valid", "{}", r.json());
+    let o = c.poll(order_url, 20).await.unwrap();
+    assert_eq!(o["status"], "ready", "{o}");
+    let r = c
+        .post(
+            order["finalize"].as_str().unwrap(),
+            Some(&finalize_payload(&key.csr(cn))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let o = r.json();
+    assert_eq!(o["status"], "valid", "{o}");
+    let cert = c
+        .post(o["certificate"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(cert.status, 200);
+    assert_eq!(cert.content_type, "application/pem-certificate-chain");
+    String::from_utf8(cert.body).unwrap()
+}
+
+fn permanent_identifier_of(chain_pem: &str) -> (Vec<u8>, String) {
+    let blocks = postern_e2e::pem_der_blocks(chain_pem);
+    assert_eq!(blocks.len(), 2, "leaf and issuing CA");
+    let (_, cert) = X509Certificate::from_der(&blocks[0]).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    let other = san
+        .value
+        .general_names
+        .iter()
+        .find_map(|g| match g {
+            GeneralName::OtherName(oid, value) if oid.to_id_string() == "1.3.6.1.5.5.7.8.3" => {
+                Some(value.to_vec())
+            }
+            _ => None,
+        })
+        .expect("permanent-identifier otherName");
+    let spki = cert.public_key().raw.to_vec();
+    (spki, String::from_utf8_lossy(&other).into_owned())
+}
+
+#[test]
+fn devices_enroll_with_apple_android_and_tpm_attestation_and_forgeries_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authorities {
+        apple: AppleTestAuthority::new(),
+        android: AndroidTestAuthority::new(),
+        tpm: TpmTestAuthority::new(),
+    };
+    let cfg = config(dir.path(), &auth);
+    let broker = Broker::start_with(&dir.path().join("data"), &cfg).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = broker.client().unwrap();
+        let iphone = register_device(&http, &broker, json!({ "serial": "F2LZK0AAPLE1", "udid": "00008110-000A1B2C3D4E5F60", "platform": "ios" })).await;
+        register_device(&http, &broker, json!({ "serial": "PIXEL8SERIAL", "platform": "android" })).await;
+        register_device(&http, &broker, json!({ "hardware_ids": ["TPM-EK-0001"], "platform": "windows" })).await;
+
+        // --- apple, ES256 account
+        let mut c = account(&broker, "devices", KeyAlgorithm::EcdsaP256).await;
+        let key = DeviceKey::new();
+        let (ourl, o, _authz, chall, token) = order(&mut c, "permanent-identifier", "F2LZK0AAPLE1").await;
+        let att = auth.apple.attest(&AppleStatement::new(&key.spki(), "F2LZK0AAPLE1", &token, OffsetDateTime::now_utc()));
+        let chain = complete(&mut c, &ourl, &o, &chall, &att, &key, "F2LZK0AAPLE1").await;
+        let (spki, pid) = permanent_identifier_of(&chain);
+        assert_eq!(spki, key.spki(), "the certificate certifies the attested key");
+        assert!(pid.contains("F2LZK0AAPLE1"));
+        // the device record now holds the evidence, and the certificate links it
+        let dev: Value = http
+            .get(format!("{}/v1/admin/devices/{}", broker.https, iphone["id"].as_str().unwrap()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(dev["attestation"]["evidence"]["format"], "apple");
+        assert_eq!(dev["attestation"]["evidence"]["security_level"], "secure-element");
+        assert_eq!(dev["certificates"].as_array().unwrap().len(), 1);
+
+        // replayed attestation on a fresh order: refused
+        let (_, _, _, chall2, _) = order(&mut c, "permanent-identifier", "F2LZK0AAPLE1").await;
+        let r = c.post(&chall2, Some(&attestation_payload(&att))).await.unwrap();
+        assert_eq!(r.json()["status"], "invalid");
+        assert_eq!(r.json()["error"]["type"], "urn:ietf:params:acme:error:badAttestationStatement", "{}", r.json());
+        // replayed token: the answered challenge is not answered again
+        let r = c.post(&chall, Some(&attestation_payload(&att))).await.unwrap();
+        assert_eq!(r.status, 400);
+        assert_eq!(r.problem().as_deref(), Some("malformed"));
+        // an unknown device cannot even order
+        let r = c.new_order(json!([{ "type": "permanent-identifier", "value": "NOT-IN-INVENTORY" }])).await.unwrap();
+        assert_eq!(r.problem().as_deref(), Some("rejectedIdentifier"));
+        // another device's attestation does not finalize this order
+        let (_, _, _, chall3, token3) = order(&mut c, "permanent-identifier", "F2LZK0AAPLE1").await;
+        let other = auth.apple.attest(&AppleStatement::new(&key.spki(), "SOMEONE-ELSE", &token3, OffsetDateTime::now_utc()));
+        let r = c.post(&chall3, Some(&attestation_payload(&other))).await.unwrap();
+        assert_eq!(r.json()["error"]["type"], "urn:ietf:params:acme:error:badAttestationStatement");
+        // a CSR for another key than the attested one: badCSR
+        let (ourl4, o4, _, chall4, token4) = order(&mut c, "permanent-identifier", "F2LZK0AAPLE1").await;
+        let att4 = auth.apple.attest(&AppleStatement::new(&key.spki(), "F2LZK0AAPLE1", &token4, OffsetDateTime::now_utc()));
+        let r = c.post(&chall4, Some(&attestation_payload(&att4))).await.unwrap();
+        assert_eq!(r.json()["status"], "valid");
+        assert_eq!(c.poll(&ourl4, 20).await.unwrap()["status"], "ready");
+        let r = c.post(o4["finalize"].as_str().unwrap(), Some(&finalize_payload(&DeviceKey::new().csr("x")))).await.unwrap();
+        assert_eq!(r.problem().as_deref(), Some("badCSR"), "{}", r.json());
+
+        // --- android-key, EdDSA account
+        let mut c = account(&broker, "devices", KeyAlgorithm::Ed25519).await;
+        let key = DeviceKey::new();
+        let (ourl, o, _, chall, token) = order(&mut c, "permanent-identifier", "PIXEL8SERIAL").await;
+        let ka = c.key_authorization(&token).unwrap();
+        let att = auth.android.attest(&AndroidStatement::new(&key.pkcs8, "PIXEL8SERIAL", &ka, OffsetDateTime::now_utc()));
+        let chain = complete(&mut c, &ourl, &o, &chall, &att, &key, "PIXEL8SERIAL").await;
+        assert_eq!(permanent_identifier_of(&chain).0, key.spki());
+
+        // --- tpm, ES384 account
+        let mut c = account(&broker, "devices", KeyAlgorithm::EcdsaP384).await;
+        let key = DeviceKey::new();
+        let (ourl, o, _, chall, token) = order(&mut c, "permanent-identifier", "TPM-EK-0001").await;
+        let ka = c.key_authorization(&token).unwrap();
+        let id = DeviceIdentifier::parse(IdentifierKind::PermanentIdentifier, "TPM-EK-0001").unwrap();
+        let att = auth.tpm.attest(&TpmStatement::new(&key.spki(), id, &ka, OffsetDateTime::now_utc()));
+        let chain = complete(&mut c, &ourl, &o, &chall, &att, &key, "TPM-EK-0001").await;
+        assert_eq!(permanent_identifier_of(&chain).0, key.spki());
+
+        // --- policy: the strict provisioner wants an OS this device does not run
+        let mut c = account(&broker, "strict", KeyAlgorithm::EcdsaP256).await;
+        let key = DeviceKey::new();
+        let (_, _, _, chall, token) = order(&mut c, "permanent-identifier", "F2LZK0AAPLE1").await;
+        let att = auth.apple.attest(&AppleStatement::new(&key.spki(), "F2LZK0AAPLE1", &token, OffsetDateTime::now_utc()));
+        let r = c.post(&chall, Some(&attestation_payload(&att))).await.unwrap();
+        assert_eq!(r.json()["error"]["type"], "urn:ietf:params:acme:error:badAttestationStatement");
+        assert!(r.json()["error"]["detail"].as_str().unwrap().contains("OS version"), "{}", r.json());
+
+        // the audit chain holds the decisions and still verifies
+        let r = http
+            .get(format!("{}/v1/admin/audit/verify", broker.https))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["entries"].as_u64().unwrap() >= 15, "{v}");
+        let audit: Value = http
+            .get(format!("{}/v1/admin/audit?limit=1000", broker.https))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let actions: Vec<&str> = audit.as_array().or(audit["entries"].as_array()).unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+        for a in ["device.register", "acme.account.create", "acme.attestation.accept", "acme.challenge.reject", "certificate.issue"] {
+            assert!(actions.contains(&a), "{a} in {actions:?}");
+        }
+    });
+    broker.stop();
+}
