@@ -383,7 +383,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let acme = Arc::clone(&app.acme);
         tokio::spawn(async move {
             let mut cleanup = tokio::time::interval(acme.cleanup_interval());
-            let mut lists = tokio::time::interval(Duration::from_secs(600));
+            let mut lists = tokio::time::interval(acme.revocation_refresh_interval());
             cleanup.tick().await;
             lists.tick().await;
             loop {

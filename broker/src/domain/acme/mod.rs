@@ -363,6 +363,18 @@ impl Acme {
         Ok(removed)
     }
 
+    /// How often the Android revocation lists are read again: the shortest `refresh_minutes`
+    /// of the provisioners that configure one (an hour when none does).
+    pub fn revocation_refresh_interval(&self) -> Duration {
+        let minutes = self
+            .provisioners
+            .values()
+            .filter_map(|p| p.settings.android_revocation.as_ref().map(|r| r.refresh_minutes))
+            .min()
+            .unwrap_or(60);
+        Duration::from_secs(u64::from(minutes.max(1)) * 60)
+    }
+
     /// How often [`Acme::cleanup`] should run.
     pub fn cleanup_interval(&self) -> Duration {
         Duration::from_secs(self.settings.cleanup_interval_seconds.max(1))
