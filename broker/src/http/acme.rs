@@ -98,6 +98,10 @@ fn problem_json(e: &AcmeError) -> Value {
         "detail": e.detail,
         "status": status_of(e).as_u16(),
     });
+    if e.problem == AcmeProblem::BadSignatureAlgorithm {
+        // RFC 8555 §6.2: the problem lists the algorithms that are accepted
+        v["algorithms"] = json!(crate::domain::acme::jws::ALGORITHMS);
+    }
     if !e.subproblems.is_empty() {
         v["subproblems"] = e
             .subproblems

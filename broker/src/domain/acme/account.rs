@@ -158,11 +158,9 @@ impl Acme {
     ) -> AcmeResult<(EabKey, Vec<u8>)> {
         let bad = |m: &str| AcmeError::unauthorized(format!("external account binding: {m}"));
         let (header, payload, signing_input, mac) = jws::parse_inner(eab)?;
+        // not badSignatureAlgorithm, whose problem lists the account key algorithms
         if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(AcmeError::new(
-                AcmeProblem::BadSignatureAlgorithm,
-                "external account binding must use HS256",
-            ));
+            return Err(bad("the MAC must be HS256"));
         }
         if header.get("url").and_then(|u| u.as_str())
             != Some(base.url(provisioner, "new-account").as_str())
