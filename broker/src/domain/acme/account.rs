@@ -44,12 +44,21 @@ fn check_contacts(contact: &[String]) -> AcmeResult<()> {
         return Err(AcmeError::malformed("at most 4 contacts"));
     }
     for c in contact {
-        let ok = c.strip_prefix("mailto:").is_some_and(|a| {
-            a.len() < 254 && a.contains('@') && !a.contains(',') && !a.chars().any(char::is_control)
-        });
+        // RFC 8555 §7.3: another scheme is unsupportedContact, a bad mailto: invalidContact
+        let Some(a) = c.strip_prefix("mailto:") else {
+            return Err(AcmeError::new(
+                AcmeProblem::UnsupportedContact,
+                format!("contact {c:?} is not a mailto: URL"),
+            ));
+        };
+        let ok = a.len() < 254
+            && a.contains('@')
+            && !a.contains(',')
+            && !a.contains('?')
+            && !a.chars().any(char::is_control);
         if !ok {
             return Err(AcmeError::new(
-                AcmeProblem::Malformed,
+                AcmeProblem::InvalidContact,
                 format!("contact {c:?} is not a single mailto: address"),
             ));
         }

@@ -35,6 +35,8 @@ pub enum AcmeProblem {
     ExternalAccountRequired,
     /// The response to a challenge was wrong.
     IncorrectResponse,
+    /// A contact URL of a supported scheme is not valid (RFC 8555 §7.3).
+    InvalidContact,
     /// The request message was malformed (also: not found).
     Malformed,
     /// The order is not ready to be finalized.
@@ -47,6 +49,8 @@ pub enum AcmeProblem {
     ServerInternal,
     /// The client lacks sufficient authorization.
     Unauthorized,
+    /// A contact URL's scheme is not supported (RFC 8555 §7.3).
+    UnsupportedContact,
     /// The identifier type is not supported.
     UnsupportedIdentifier,
 }
@@ -66,12 +70,14 @@ impl AcmeProblem {
             AcmeProblem::Connection => "connection",
             AcmeProblem::ExternalAccountRequired => "externalAccountRequired",
             AcmeProblem::IncorrectResponse => "incorrectResponse",
+            AcmeProblem::InvalidContact => "invalidContact",
             AcmeProblem::Malformed => "malformed",
             AcmeProblem::OrderNotReady => "orderNotReady",
             AcmeProblem::RateLimited => "rateLimited",
             AcmeProblem::RejectedIdentifier => "rejectedIdentifier",
             AcmeProblem::ServerInternal => "serverInternal",
             AcmeProblem::Unauthorized => "unauthorized",
+            AcmeProblem::UnsupportedContact => "unsupportedContact",
             AcmeProblem::UnsupportedIdentifier => "unsupportedIdentifier",
         }
     }
