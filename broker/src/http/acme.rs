@@ -81,6 +81,9 @@ fn status_of(e: &AcmeError) -> StatusCode {
     if e.not_found {
         return StatusCode::NOT_FOUND;
     }
+    if let Some(s) = e.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        return s;
+    }
     match e.problem {
         AcmeProblem::Unauthorized
         | AcmeProblem::OrderNotReady

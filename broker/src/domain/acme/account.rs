@@ -89,6 +89,13 @@ impl Acme {
         if let Some(id) = self.domain.store().doc(DocKind::AcmeAccountKey, &index)? {
             let id = String::from_utf8(id).map_err(AcmeError::internal)?;
             if let Some((acct, _)) = self.load::<Account>(DocKind::AcmeAccount, &id)? {
+                // the key of a deactivated account opens no new one either (RFC 8555 §7.3.6)
+                if acct.status != AccountStatus::Valid {
+                    return Err(AcmeError::unauthorized(
+                        format!("the account of this key is {:?}", acct.status).to_lowercase(),
+                    )
+                    .with_status(401));
+                }
                 return Ok((acct, false));
             }
         }
@@ -318,8 +325,8 @@ impl Acme {
     /// key, naming the account and the old key.
     ///
     /// # Errors
-    /// `malformed` (inner JWS, url, account), `unauthorized` (oldKey), and a 409-style
-    /// `malformed` when the new key already has an account.
+    /// `malformed` (inner JWS, url, account), `unauthorized` (oldKey), and `malformed` with
+    /// 409 when the new key already has an account.
     pub async fn key_change(
         &self,
         provisioner: &str,
@@ -376,10 +383,21 @@ impl Acme {
         let (current, old): (Account, Vec<u8>) = self
             .load(DocKind::AcmeAccount, &acct.id)?
             .ok_or_else(|| AcmeError::new(AcmeProblem::AccountDoesNotExist, "no such account"))?;
+        let new_index = key_index(provisioner, &new_thumb);
+        if let Some(other) = self.domain.store().doc(DocKind::AcmeAccountKey, &new_index)? {
+            // RFC 8555 §7.3.5: 409, naming that account
+            let other = base.url(
+                provisioner,
+                &format!("account/{}", String::from_utf8_lossy(&other)),
+            );
+            return Err(AcmeError::malformed(format!(
+                "the new key is the key of account {other}"
+            ))
+            .with_status(409));
+        }
         let mut next = current;
         next.jwk = strip(&inner_jwk);
         next.thumbprint = new_thumb.clone();
-        let new_index = key_index(provisioner, &new_thumb);
         let draft = self.domain.draft(
             &self.principal(p, &acct.id),
             &p.settings.tenant,

@@ -115,6 +115,10 @@ pub struct AcmeError {
     /// `404` instead of the problem's usual status (unknown resources).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub not_found: bool,
+    /// Another status than the problem's usual one: 401 for a deactivated account (RFC 8555
+    /// §7.3.6), 409 for a new key that another account holds (§7.3.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// Logged, never sent.
     #[serde(skip)]
     pub cause: Option<String>,
@@ -128,8 +132,16 @@ impl AcmeError {
             detail: detail.into(),
             subproblems: Vec::new(),
             not_found: false,
+            status: None,
             cause: None,
         }
+    }
+
+    /// The same error answered with `status`.
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// A `malformed` error.

@@ -252,9 +252,11 @@ impl Acme {
                 }
                 req.verify(&acct.jwk)?;
                 if acct.status != model::AccountStatus::Valid {
+                    // RFC 8555 §7.3.6: 401
                     return Err(AcmeError::unauthorized(
                         format!("the account is {:?}", acct.status).to_lowercase(),
-                    ));
+                    )
+                    .with_status(401));
                 }
                 Some(acct)
             }
