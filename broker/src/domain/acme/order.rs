@@ -98,13 +98,16 @@ impl Acme {
             "the server will not issue for these identifiers",
         );
         if challenge == DEVICE_ATTEST_01 {
-            if req.identifiers.len() != 1 {
+            // types and grammar first: dns names here are unsupportedIdentifier, however many
+            let mut devs = Vec::new();
+            for id in &req.identifiers {
+                devs.push(device_identifier(id)?);
+            }
+            let ([dev], [id]) = (devs.as_slice(), req.identifiers.as_slice()) else {
                 return Err(AcmeError::malformed(
                     "a device order names exactly one device identifier",
                 ));
-            }
-            let id = &req.identifiers[0];
-            let dev = device_identifier(id)?;
+            };
             if self
                 .domain
                 .find_device(&p.settings.tenant, &dev.value)?
