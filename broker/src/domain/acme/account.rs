@@ -384,16 +384,20 @@ impl Acme {
             .load(DocKind::AcmeAccount, &acct.id)?
             .ok_or_else(|| AcmeError::new(AcmeProblem::AccountDoesNotExist, "no such account"))?;
         let new_index = key_index(provisioner, &new_thumb);
-        if let Some(other) = self.domain.store().doc(DocKind::AcmeAccountKey, &new_index)? {
+        if let Some(other) = self
+            .domain
+            .store()
+            .doc(DocKind::AcmeAccountKey, &new_index)?
+        {
             // RFC 8555 §7.3.5: 409, naming that account
             let other = base.url(
                 provisioner,
                 &format!("account/{}", String::from_utf8_lossy(&other)),
             );
-            return Err(AcmeError::malformed(format!(
-                "the new key is the key of account {other}"
-            ))
-            .with_status(409));
+            return Err(
+                AcmeError::malformed(format!("the new key is the key of account {other}"))
+                    .with_status(409),
+            );
         }
         let mut next = current;
         next.jwk = strip(&inner_jwk);

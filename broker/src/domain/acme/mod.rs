@@ -371,7 +371,12 @@ impl Acme {
         let minutes = self
             .provisioners
             .values()
-            .filter_map(|p| p.settings.android_revocation.as_ref().map(|r| r.refresh_minutes))
+            .filter_map(|p| {
+                p.settings
+                    .android_revocation
+                    .as_ref()
+                    .map(|r| r.refresh_minutes)
+            })
             .min()
             .unwrap_or(60);
         Duration::from_secs(u64::from(minutes.max(1)) * 60)
