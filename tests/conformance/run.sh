@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # postern conformance: runs the real broker and checks what it produces with independent
-# tools (openssl 3, pkilint, curl, jq).
+# tools (openssl 3, pkilint, curl, jq), and drives its ACME server with certbot.
 #
 #   bash tests/conformance/run.sh
 #
@@ -30,6 +30,8 @@ DATA=
 TOKEN=
 P_HTTPS=
 P_HTTP=
+P_ACME=
+CONFIG=
 STARTED=$(date +%s)
 
 step() { printf '\n=== %s ===\n' "$*"; }
@@ -112,9 +114,9 @@ ensure_tools() {
         info "installing ${missing[*]}"
         apt_install "${missing[@]}"
     fi
-    # pkilint (and h2, for the HTTP/2 probe) in a venv; idempotent
-    if [ -x "$VENV/bin/lint_pkix_cert" ] &&
-        "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not (m.version("pkilint").startswith("0.13.") and m.version("h2").startswith("4.")))' 2>/dev/null; then
+    # pkilint (and h2, for the HTTP/2 probe, and certbot, the ACME client) in a venv; idempotent
+    if [ -x "$VENV/bin/lint_pkix_cert" ] && [ -x "$VENV/bin/certbot" ] &&
+        "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not (m.version("pkilint").startswith("0.13.") and m.version("h2").startswith("4.") and m.version("certbot").startswith("5.")))' 2>/dev/null; then
         :
     else
         if ! "$VENV/bin/python" -c '' 2>/dev/null; then
@@ -126,11 +128,12 @@ ensure_tools() {
                 python3 -m venv "$VENV"
             fi
         fi
-        info "installing pkilint 0.13.x and h2 4.x into $VENV"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'pkilint>=0.13,<0.14' 'h2>=4,<5' </dev/null
+        info "installing pkilint 0.13.x, h2 4.x and certbot 5.x into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'pkilint>=0.13,<0.14' 'h2>=4,<5' 'certbot>=5,<6' </dev/null
     fi
     info "$(openssl version)"
     info "pkilint $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pkilint"))')"
+    info "$("$VENV/bin/certbot" --version 2>&1)"
     info "$(curl --version | head -1)"
     info "$(jq --version)"
 }
@@ -162,20 +165,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_ports() {
-    python3 -c 'import socket
+free_ports() { # COUNT
+    python3 -c 'import socket, sys
 socks = []
-for _ in range(2):
+for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(*(s.getsockname()[1] for s in socks))
-for s in socks: s.close()'
+for s in socks: s.close()' "$1"
 }
 
 # start_broker LOGNAME: starts `postern serve` in the background
 start_broker() {
     local name=$1
     POSTERN_ADMIN_TOKEN=$TOKEN POSTERN_LOG_FORMAT=text RUST_LOG=${RUST_LOG:-info} \
-        "$POSTERN" serve --data-dir "$DATA" \
+        "$POSTERN" serve --data-dir "$DATA" ${CONFIG:+--config "$CONFIG"} \
         --listen "127.0.0.1:$P_HTTPS" --http-listen "127.0.0.1:$P_HTTP" \
         >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" </dev/null &
     BROKER_PID=$!
@@ -507,11 +510,19 @@ fi
 info "$("$POSTERN" --version)"
 
 step "2. start the broker"
-read -r P_HTTPS P_HTTP < <(free_ports)
+read -r P_HTTPS P_HTTP P_ACME < <(free_ports 3)
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/postern-conformance.XXXXXX")
 # (an empty directory: the broker fills it on first start)
 TOKEN=$(openssl rand -hex 24)
-info "data dir $DATA, https 127.0.0.1:$P_HTTPS, http 127.0.0.1:$P_HTTP"
+# ACME http-01 validation connects to P_ACME, where certbot's standalone server answers (step
+# 6b); gw.test resolves to loopback without DNS
+CONFIG=$OUT/postern.toml
+cat >"$CONFIG" <<EOF
+[acme]
+http01_port = $P_ACME
+http01_hosts = { "gw.test" = "127.0.0.1" }
+EOF
+info "data dir $DATA, https 127.0.0.1:$P_HTTPS, http 127.0.0.1:$P_HTTP, http-01 127.0.0.1:$P_ACME"
 start_broker broker
 check "broker becomes healthy on https /healthz" wait_healthy broker
 if ! kill -0 "$BROKER_PID" 2>/dev/null || [ ! -s "$DATA/ca/root.pem" ]; then
@@ -896,6 +907,91 @@ ocsp_garbage() {
     expect_grep "$out" '[Mm]alformed[Rr]equest' "a malformedRequest response" || return 1
 }
 check "OCSP POST of garbage -> malformedRequest" ocsp_garbage
+
+# ---------------------------------------------------------------------------------------------
+step "6b. ACME http-01 with certbot"
+# certbot (standalone) against the `servers` provisioner: it answers http-01 on P_ACME, where
+# the broker's validation connects (acme.http01_port, gw.test -> 127.0.0.1 in postern.toml)
+CB=$OUT/certbot
+ACME_DIRECTORY="https://localhost:$P_HTTPS/acme/servers/directory"
+ACME_NAME=gw.test
+ACME_REFUSED=www.example.com
+certbot_run() { # certbot ARGS... with its directories under $CB and the broker's root trusted
+    REQUESTS_CA_BUNDLE=$OUT/root.pem "$VENV/bin/certbot" "$@" --server "$ACME_DIRECTORY" \
+        --config-dir "$CB/config" --work-dir "$CB/work" --logs-dir "$CB/logs" --non-interactive
+}
+certbot_obtain() { # NAME
+    certbot_run certonly --standalone --http-01-address 127.0.0.1 --http-01-port "$P_ACME" \
+        -d "$1" --agree-tos -m ops@example.test
+}
+certbot_log_tail() {
+    echo "--- $CB/logs/letsencrypt.log (tail)"
+    tail -n 60 "$CB/logs/letsencrypt.log" 2>/dev/null || echo "(no log)"
+}
+
+certbot_certonly() {
+    local live=$CB/config/live/$ACME_NAME
+    run_show certbot_obtain "$ACME_NAME" || { certbot_log_tail; return 1; }
+    [ -s "$live/cert.pem" ] || { echo "no $live/cert.pem"; return 1; }
+    cp "$live/cert.pem" "$OUT/leaf-certbot.pem"
+    cp "$live/chain.pem" "$OUT/leaf-certbot.chain.pem"
+    openssl x509 -in "$OUT/leaf-certbot.pem" -noout -subject -serial -dates
+    expect_eq "$(grep -c 'BEGIN CERTIFICATE' "$live/chain.pem")" 1 "certificates in certbot's chain.pem" || return 1
+    expect_eq "$(fingerprint "$live/chain.pem")" "$(fingerprint "$OUT/issuing-only.pem")" \
+        "certbot's chain.pem (the issuing CA)" || return 1
+    # the certificate certifies the key certbot generated
+    expect_eq "$(openssl x509 -in "$OUT/leaf-certbot.pem" -noout -pubkey)" \
+        "$(openssl pkey -in "$live/privkey.pem" -pubout)" "the certificate's key vs certbot's privkey.pem" || return 1
+}
+check "certbot certonly --standalone obtains a certificate for $ACME_NAME (http-01 on 127.0.0.1:$P_ACME)" certbot_certonly
+
+certbot_exts() {
+    have_leaf certbot || { echo "certbot obtained no certificate"; return 1; }
+    exts_tls certbot || return 1
+    expect_eq "$(ext_values "$OUT/leaf-certbot.pem" subjectAltName)" "DNS:$ACME_NAME" "subjectAltName" || return 1
+    exts_common certbot
+}
+check "certbot's certificate: exactly DNS:$ACME_NAME, serverAuth, CRL DP and AIA OCSP, not a CA" certbot_exts
+certbot_verify() {
+    have_leaf certbot || { echo "certbot obtained no certificate"; return 1; }
+    verify_leaf certbot sslserver
+}
+check "openssl verify -purpose sslserver of certbot's certificate (root + issuing CA)" certbot_verify
+certbot_pkilint() {
+    have_leaf certbot || { echo "certbot obtained no certificate"; return 1; }
+    run_show "$VENV/bin/lint_pkix_cert" lint -s WARNING "$OUT/leaf-certbot.pem" || return 1
+    pkilint_chain "$OUT/issuing-only.pem" "$OUT/leaf-certbot.pem"
+}
+check "pkilint lint_pkix_cert and signer/signee chain of certbot's certificate: no finding at WARNING or above" certbot_pkilint
+check "OCSP POST: certbot's certificate -> good" ocsp_query certbot-good good "$OUT/leaf-certbot.pem"
+
+certbot_revoke() {
+    have_leaf certbot || { echo "certbot obtained no certificate"; return 1; }
+    run_show certbot_run revoke --cert-path "$CB/config/live/$ACME_NAME/cert.pem" \
+        --reason keycompromise --no-delete-after-revoke || { certbot_log_tail; return 1; }
+    ocsp_query certbot-revoked revoked "$OUT/leaf-certbot.pem" || return 1
+    local out
+    out=$(openssl ocsp -respin "$OUT/ocsp-certbot-revoked.der" -resp_text -noverify 2>&1)
+    expect_grep "$out" 'Reason: keyCompromise|Revocation Reason: keyCompromise|keyCompromise \(0x1\)' \
+        "the revocation reason keyCompromise" || return 1
+}
+check "certbot revoke --reason keycompromise, then the broker's OCSP says revoked (keyCompromise)" certbot_revoke
+
+certbot_refused() {
+    local rc=0 out
+    out=$(certbot_obtain "$ACME_REFUSED" 2>&1) || rc=$?
+    echo "$out"
+    echo "(certbot exit $rc)"
+    [ "$rc" -ne 0 ] || { echo "certbot succeeded for a name the provisioner refuses"; return 1; }
+    [ ! -e "$CB/config/live/$ACME_REFUSED" ] || { echo "a lineage for $ACME_REFUSED exists"; return 1; }
+    # the broker refused the order (not, say, a failed validation)
+    grep -E 'rejectedIdentifier' "$CB/logs/letsencrypt.log" || {
+        certbot_log_tail
+        echo "no rejectedIdentifier in certbot's log"
+        return 1
+    }
+}
+check "certbot certonly for $ACME_REFUSED (a name the provisioner refuses) fails with rejectedIdentifier" certbot_refused
 
 # ---------------------------------------------------------------------------------------------
 step "7. bad input"
