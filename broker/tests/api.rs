@@ -14,3 +14,6 @@ mod tidy;
 
 #[path = "api/app.rs"]
 mod app;
+
+#[path = "api/acme.rs"]
+mod acme;
