@@ -353,7 +353,18 @@ impl AttestationObject {
         }
         let mut rest = bytes;
         let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 16)
-            .map_err(|e| AttestError::malformed(format!("not CBOR: {e}")))?;
+            .map_err(|e| {
+                use ciborium::de::Error as E;
+                AttestError::malformed(match e {
+                    E::Io(_) => "the CBOR ends early".to_owned(),
+                    E::Syntax(at) => format!("CBOR syntax error at byte {at}"),
+                    E::Semantic(at, m) => match at {
+                        Some(at) => format!("CBOR error at byte {at}: {m}"),
+                        None => format!("CBOR error: {m}"),
+                    },
+                    E::RecursionLimitExceeded => "the CBOR is nested too deeply".to_owned(),
+                })
+            })?;
         if !rest.is_empty() {
             return Err(AttestError::malformed(format!(
                 "{} bytes after the attestation object",
