@@ -183,7 +183,7 @@ impl Domain {
                 encode(&device)?,
             )
             .audit(draft);
-        match self.write(move |s| s.commit(txn)).await {
+        match self.commit(txn).await {
             Ok(_) => Ok(device),
             Err(StoreError::Conflict(_)) => Err(DomainError::new(
                 ErrorKind::Conflict,
@@ -268,6 +268,38 @@ impl Domain {
         self.device_record(tenant, &id)
     }
 
+    /// The change that records a certificate issued to a device (and the attestation that let
+    /// it enroll), as the checks and writes of a transaction: `unchanged(old)` then `put(new)`.
+    ///
+    /// # Errors
+    /// NotFound when the device is gone; Internal when its record does not decode.
+    pub fn device_certificate_change(
+        &self,
+        txn: DocTxn,
+        tenant: &str,
+        device_id: &str,
+        serial: &str,
+        attestation: Option<DeviceAttestation>,
+    ) -> DomainResult<DocTxn> {
+        let key = doc_id(tenant, device_id);
+        let Some(old) = self.store.doc(DocKind::Device, &key)? else {
+            return Err(DomainError::new(
+                ErrorKind::NotFound,
+                format!("no device {device_id}"),
+            ));
+        };
+        let mut d = decode(&old)?;
+        if !d.certificates.iter().any(|s| s == serial) {
+            d.certificates.push(serial.to_owned());
+        }
+        if let Some(a) = attestation {
+            d.attestation = Some(a);
+        }
+        Ok(txn
+            .unchanged(DocKind::Device, key.clone(), old)
+            .put(DocKind::Device, key, encode(&d)?))
+    }
+
     /// Records a certificate issued to a device, and the attestation that let it enroll.
     ///
     /// # Errors
@@ -279,25 +311,15 @@ impl Domain {
         serial: &str,
         attestation: Option<DeviceAttestation>,
     ) -> DomainResult<()> {
-        let key = doc_id(tenant, device_id);
         for _ in 0..UPDATE_ATTEMPTS {
-            let Some(old) = self.store.doc(DocKind::Device, &key)? else {
-                return Err(DomainError::new(
-                    ErrorKind::NotFound,
-                    format!("no device {device_id}"),
-                ));
-            };
-            let mut d = decode(&old)?;
-            if !d.certificates.iter().any(|s| s == serial) {
-                d.certificates.push(serial.to_owned());
-            }
-            if let Some(a) = &attestation {
-                d.attestation = Some(a.clone());
-            }
-            let txn = DocTxn::new()
-                .unchanged(DocKind::Device, key.clone(), old)
-                .put(DocKind::Device, key.clone(), encode(&d)?);
-            match self.write(move |s| s.commit(txn)).await {
+            let txn = self.device_certificate_change(
+                DocTxn::new(),
+                tenant,
+                device_id,
+                serial,
+                attestation.clone(),
+            )?;
+            match self.commit(txn).await {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),

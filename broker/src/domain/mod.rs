@@ -70,6 +70,22 @@ impl Domain {
             .map_err(|e| StoreError::Backend(format!("store write task: {e}")))?
     }
 
+    /// Commits a document transaction; it returns once durable. With a store whose writes
+    /// wait, the write is handed to the store and awaited without holding any thread.
+    ///
+    /// # Errors
+    /// The store's error ([`StoreError::Conflict`] when a check fails).
+    pub async fn commit(
+        &self,
+        txn: crate::store::DocTxn,
+    ) -> Result<Option<crate::model::AuditEntry>, StoreError> {
+        if self.store.writes_wait() {
+            self.store.commit_async(txn).await
+        } else {
+            self.store.commit(txn)
+        }
+    }
+
     /// Flushes the store (at shutdown).
     ///
     /// # Errors

@@ -19,7 +19,7 @@ use postern_certs::profile::{Profile, SubjectKeyKind};
 use postern_certs::{Signer, csr};
 
 use crate::model::{CertificateRecord, CertificateStatus};
-use crate::store::StoreError;
+use crate::store::{DocTxn, StoreError};
 
 use super::error::{DomainError, DomainResult, ErrorKind};
 use super::{Domain, Principal};
@@ -140,6 +140,15 @@ pub struct IssuedCertificate {
     pub certificate_pem: String,
     /// The leaf followed by the issuing CA, PEM (the root is what relying parties trust).
     pub chain_pem: String,
+}
+
+/// A signed certificate not yet stored, with its audit draft.
+#[derive(Debug, Clone)]
+pub struct PreparedCertificate {
+    /// The certificate, its record and chain.
+    pub issued: IssuedCertificate,
+    /// The `certificate.issue` audit entry to store with it.
+    pub draft: crate::model::AuditDraft,
 }
 
 /// Normalises a serial given as hex (any case, optional `:` separators, optional `0x`).
@@ -275,65 +284,24 @@ impl Domain {
         details: serde_json::Value,
         enrollment: Option<crate::model::Enrollment>,
     ) -> DomainResult<IssuedCertificate> {
-        let profile = self.profile(profile_name)?;
-        let now = self.clock.now();
         let mut last_err = None;
         for _ in 0..SERIAL_ATTEMPTS {
-            let serial = issue::random_serial()?;
-            let issued = issue::issue(
-                &self.pki.issuer,
-                &IssueRequest {
-                    profile,
-                    spki_der: key.spki_der,
-                    key_kind: key.key_kind,
-                    common_name,
-                    names,
-                    validity,
-                    now,
-                    serial: &serial,
-                    urls: &self.pki.urls,
-                },
+            let prepared = self.prepare_certificate(
+                who,
+                tenant,
+                profile_name,
+                &key,
+                common_name,
+                names,
+                validity,
+                &details,
+                enrollment.clone(),
             )?;
-            let record = CertificateRecord {
-                serial: hex::encode(&issued.serial),
-                tenant: tenant.to_owned(),
-                profile: profile.name.clone(),
-                common_name: common_name.map(str::to_owned),
-                names: names.to_vec(),
-                not_before: issued.not_before,
-                not_after: issued.not_after,
-                issued_at: now,
-                der_b64: base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    &issued.der,
-                ),
-                status: CertificateStatus::Good,
-                enrollment: enrollment.clone(),
-            };
-            let mut d = details.clone();
-            if let Some(obj) = d.as_object_mut() {
-                obj.insert("profile".into(), json!(profile.name));
-                obj.insert(
-                    "names".into(),
-                    json!(names.iter().map(ToString::to_string).collect::<Vec<_>>()),
-                );
-                obj.insert("not_after".into(), json!(issued.not_after.unix_timestamp()));
-            }
-            let draft = self.draft(who, tenant, "certificate.issue", &record.serial, d);
-            let rec = record.clone();
-            match self.write(move |s| s.insert_certificate(&rec, draft)).await {
-                Ok(_) => {
-                    let certificate_pem = issued.to_pem();
-                    let chain_pem = format!(
-                        "{certificate_pem}{}",
-                        self.pki.issuer.certificate().to_pem()
-                    );
-                    return Ok(IssuedCertificate {
-                        record,
-                        certificate_pem,
-                        chain_pem,
-                    });
-                }
+            let txn = DocTxn::new()
+                .certificate(prepared.issued.record.clone())
+                .audit(prepared.draft);
+            match self.commit(txn).await {
+                Ok(_) => return Ok(prepared.issued),
                 Err(StoreError::Conflict(e)) => last_err = Some(e),
                 Err(e) => return Err(e.into()),
             }
@@ -342,6 +310,83 @@ impl Domain {
             "serial collision {SERIAL_ATTEMPTS} times: {}",
             last_err.unwrap_or_default()
         )))
+    }
+
+    /// Signs a certificate and builds its record and audit draft, without storing anything:
+    /// for protocols that store the certificate in one transaction with their own records
+    /// (ACME finalize). A serial collision shows up as a conflict when that transaction commits.
+    ///
+    /// # Errors
+    /// As [`Domain::issue_from_csr`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_certificate(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        profile_name: &str,
+        key: &KeyToCertify<'_>,
+        common_name: Option<&str>,
+        names: &[SubjectName],
+        validity: Option<Duration>,
+        details: &serde_json::Value,
+        enrollment: Option<crate::model::Enrollment>,
+    ) -> DomainResult<PreparedCertificate> {
+        let profile = self.profile(profile_name)?;
+        let now = self.clock.now();
+        let serial = issue::random_serial()?;
+        let issued = issue::issue(
+            &self.pki.issuer,
+            &IssueRequest {
+                profile,
+                spki_der: key.spki_der,
+                key_kind: key.key_kind,
+                common_name,
+                names,
+                validity,
+                now,
+                serial: &serial,
+                urls: &self.pki.urls,
+            },
+        )?;
+        let record = CertificateRecord {
+            serial: hex::encode(&issued.serial),
+            tenant: tenant.to_owned(),
+            profile: profile.name.clone(),
+            common_name: common_name.map(str::to_owned),
+            names: names.to_vec(),
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            issued_at: now,
+            der_b64: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &issued.der,
+            ),
+            status: CertificateStatus::Good,
+            enrollment,
+        };
+        let mut d = details.clone();
+        if let Some(obj) = d.as_object_mut() {
+            obj.insert("profile".into(), json!(profile.name));
+            obj.insert(
+                "names".into(),
+                json!(names.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            );
+            obj.insert("not_after".into(), json!(issued.not_after.unix_timestamp()));
+        }
+        let draft = self.draft(who, tenant, "certificate.issue", &record.serial, d);
+        let certificate_pem = issued.to_pem();
+        let chain_pem = format!(
+            "{certificate_pem}{}",
+            self.pki.issuer.certificate().to_pem()
+        );
+        Ok(PreparedCertificate {
+            issued: IssuedCertificate {
+                record,
+                certificate_pem,
+                chain_pem,
+            },
+            draft,
+        })
     }
 
     /// A certificate record, if it belongs to the caller's tenant (operators see all).

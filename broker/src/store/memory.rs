@@ -264,6 +264,20 @@ impl Store for MemoryStore {
                 return Err(check_failed(*kind, id, expect));
             }
         }
+        if let Some(cert) = &txn.certificate
+            && g.certificates.contains_key(&cert.serial)
+        {
+            return Err(StoreError::Conflict(format!(
+                "certificate serial {} exists already",
+                cert.serial
+            )));
+        }
+        if let Some(cert) = txn.certificate {
+            if let CertificateStatus::Revoked { revoked_at, reason } = cert.status {
+                g.revoked.insert(cert.serial.clone(), (revoked_at, reason));
+            }
+            g.certificates.insert(cert.serial.clone(), cert);
+        }
         for (kind, id, value) in txn.writes {
             match value {
                 Some(v) if !v.is_empty() => g.docs.insert((kind, id), v),

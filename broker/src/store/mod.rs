@@ -11,6 +11,8 @@ pub mod memory;
 pub mod sled;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use time::OffsetDateTime;
 
@@ -122,6 +124,8 @@ pub struct DocTxn {
     /// Writes: `Some(bytes)` puts, `None` deletes (a document is never empty: putting empty
     /// bytes deletes it too).
     pub writes: Vec<(DocKind, String, Option<Vec<u8>>)>,
+    /// A certificate to insert with it ([`StoreError::Conflict`] when the serial exists).
+    pub certificate: Option<CertificateRecord>,
     /// The audit entry that goes with it.
     pub audit: Option<AuditDraft>,
 }
@@ -160,6 +164,13 @@ impl DocTxn {
         self
     }
 
+    /// Inserts a certificate record with the rest.
+    #[must_use]
+    pub fn certificate(mut self, cert: CertificateRecord) -> Self {
+        self.certificate = Some(cert);
+        self
+    }
+
     /// Adds the audit entry.
     #[must_use]
     pub fn audit(mut self, draft: AuditDraft) -> Self {
@@ -177,6 +188,9 @@ pub(crate) fn check_failed(kind: DocKind, id: &str, expect: &Expect) -> StoreErr
         }
     }
 }
+
+/// A store write in flight: it resolves once the write is durable (or refused).
+pub type PendingWrite<T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'static>>;
 
 /// Persistence for everything postern keeps.
 pub trait Store: Send + Sync + fmt::Debug {
@@ -253,6 +267,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Applies a [`DocTxn`] atomically and durably. [`StoreError::Conflict`] when a check
     /// fails (nothing is written then).
     fn commit(&self, txn: DocTxn) -> StoreResult<Option<AuditEntry>>;
+    /// [`Store::commit`] for async callers: the write is handed over at once and the future
+    /// resolves once it is durable, without holding a thread while it waits. The default runs
+    /// the synchronous commit immediately (for stores whose writes do not wait).
+    fn commit_async(&self, txn: DocTxn) -> PendingWrite<Option<AuditEntry>> {
+        let r = self.commit(txn);
+        Box::pin(async move { r })
+    }
 
     /// Makes every completed write durable. Writes are durable when they return already; this
     /// is for shutdown and for callers that wrote behind the store's back. Blocking.

@@ -42,7 +42,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{DocKind, DocTxn, Expect, RevokedSerial, Store, StoreError, StoreResult, check_failed};
+use super::{
+    DocKind, DocTxn, Expect, PendingWrite, RevokedSerial, Store, StoreError, StoreResult,
+    check_failed,
+};
 use crate::model::{
     AUDIT_GENESIS, AuditDraft, AuditEntry, CertificateRecord, CertificateStatus, RevocationReason,
     Tenant, TokenRecord,
@@ -97,7 +100,27 @@ impl Drop for SledStore {
 /// A write on its way to the writer thread, with where to send its outcome.
 struct Pending {
     op: Op,
-    reply: mpsc::SyncSender<StoreResult<Done>>,
+    reply: Reply,
+}
+
+/// Where a writer waits: a blocked thread, or a task awaiting a future.
+enum Reply {
+    Blocking(mpsc::SyncSender<StoreResult<Done>>),
+    Async(tokio::sync::oneshot::Sender<StoreResult<Done>>),
+}
+
+impl Reply {
+    fn send(self, outcome: StoreResult<Done>) {
+        // a writer that went away (a dropped future) no longer needs the answer
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
 }
 
 /// The writes the store knows.
@@ -204,14 +227,27 @@ impl SledStore {
 
     /// Hands a write to the writer thread and waits until it is durable (or refused).
     fn write(&self, op: Op) -> StoreResult<Done> {
-        let gone = || StoreError::Backend("the store's writer thread has stopped".into());
         let (reply, outcome) = mpsc::sync_channel(1);
+        self.submit(op, Reply::Blocking(reply))?;
+        outcome.recv().map_err(|_| writer_gone())?
+    }
+
+    /// Hands a write to the writer thread; the future resolves once it is durable.
+    fn write_async(&self, op: Op) -> PendingWrite<Done> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let submitted = self.submit(op, Reply::Async(reply));
+        Box::pin(async move {
+            submitted?;
+            outcome.await.map_err(|_| writer_gone())?
+        })
+    }
+
+    fn submit(&self, op: Op, reply: Reply) -> StoreResult<()> {
         self.writes
             .as_ref()
-            .ok_or_else(gone)?
+            .ok_or_else(writer_gone)?
             .send(Pending { op, reply })
-            .map_err(|_| gone())?;
-        outcome.recv().map_err(|_| gone())?
+            .map_err(|_| writer_gone())
     }
 
     fn get<T: DeserializeOwned>(&self, kind: &str, id: &str) -> StoreResult<Option<T>> {
@@ -260,6 +296,10 @@ impl SledStore {
             _ => Err(unexpected()),
         }
     }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Backend("the store's writer thread has stopped".into())
 }
 
 fn unexpected() -> StoreError {
@@ -339,7 +379,7 @@ impl Writer {
                     .collect();
             }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
             }
         }
     }
@@ -480,6 +520,22 @@ impl Writer {
                 for (kind, id, value) in txn.writes {
                     let value = value.filter(|v| !v.is_empty()).map(sled::IVec::from);
                     staged.push((doc_key(kind, &id), value));
+                }
+                if let Some(cert) = &txn.certificate {
+                    let k = key(CERTIFICATES, cert.serial.as_bytes());
+                    if self.read(group, &k)?.is_some() {
+                        return Err(StoreError::Conflict(format!(
+                            "certificate serial {} exists already",
+                            cert.serial
+                        )));
+                    }
+                    staged.push((k, Some(encode(cert)?.into())));
+                    if let Some(rv) = revoked_value(cert) {
+                        staged.push((
+                            key(REVOKED, cert.serial.as_bytes()),
+                            Some(encode(&rv)?.into()),
+                        ));
+                    }
                 }
                 let entry = match txn.audit {
                     Some(a) => Some(self.seal(staged, a)?),
@@ -812,5 +868,15 @@ impl Store for SledStore {
             Done::MaybeAudit(e) => Ok(e),
             _ => Err(unexpected()),
         }
+    }
+
+    fn commit_async(&self, txn: DocTxn) -> PendingWrite<Option<AuditEntry>> {
+        let pending = self.write_async(Op::Docs(txn));
+        Box::pin(async move {
+            match pending.await? {
+                Done::MaybeAudit(e) => Ok(e),
+                _ => Err(unexpected()),
+            }
+        })
     }
 }

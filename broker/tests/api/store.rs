@@ -79,6 +79,7 @@ conformance!(
     concurrent_inserts,
     documents,
     document_transactions,
+    document_transaction_with_certificate,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -873,4 +874,32 @@ fn document_transactions(store: &dyn Store) {
     assert_eq!(wins.into_inner(), 1);
     verify_chain(store);
     store.flush().unwrap();
+}
+
+/// A certificate stored in a document transaction: with the documents, or (serial taken)
+/// nothing at all.
+fn document_transaction_with_certificate(store: &dyn Store) {
+    let e = store
+        .commit(
+            DocTxn::new()
+                .put(DocKind::AcmeOrder, "o1", b"valid".to_vec())
+                .certificate(cert("0a01"))
+                .audit(draft("certificate.issue", "0a01")),
+        )
+        .unwrap();
+    assert_eq!(e.unwrap().seq, 1);
+    assert_eq!(store.certificate("0a01").unwrap().unwrap().serial, "0a01");
+    assert_eq!(store.certificate_count().unwrap(), 1);
+    let err = store
+        .commit(
+            DocTxn::new()
+                .put(DocKind::AcmeOrder, "o2", b"valid".to_vec())
+                .certificate(cert("0a01"))
+                .audit(draft("certificate.issue", "0a01")),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.doc(DocKind::AcmeOrder, "o2").unwrap(), None);
+    assert_eq!(audit_len(store), 1);
+    verify_chain(store);
 }

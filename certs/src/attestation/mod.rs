@@ -352,8 +352,8 @@ impl AttestationObject {
             )));
         }
         let mut rest = bytes;
-        let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, 16)
-            .map_err(|e| {
+        let value: Value =
+            ciborium::de::from_reader_with_recursion_limit(&mut rest, 16).map_err(|e| {
                 use ciborium::de::Error as E;
                 AttestError::malformed(match e {
                     E::Io(_) => "the CBOR ends early".to_owned(),

@@ -290,7 +290,7 @@ impl Acme {
 
     /// Commits a transaction off the runtime's workers; a failed check is `Ok(false)`.
     async fn commit(&self, txn: DocTxn) -> AcmeResult<bool> {
-        match self.domain.write(move |s| s.commit(txn)).await {
+        match self.domain.commit(txn).await {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e.into()),

@@ -31,6 +31,9 @@ struct NewOrder {
     not_after: Option<String>,
 }
 
+/// How many times finalize signs again after a conflicting concurrent write.
+const FINALIZE_ATTEMPTS: usize = 4;
+
 /// The most identifiers one order may name.
 const MAX_IDENTIFIERS: usize = 20;
 
@@ -436,19 +439,9 @@ impl Acme {
             (names, None, None, None)
         };
 
-        // ready -> processing: only one finalize gets past here
-        let mut processing = order.clone();
-        processing.status = OrderStatus::Processing;
-        let processing_bytes = encode(&processing)?;
-        let txn = DocTxn::new()
-            .unchanged(DocKind::AcmeOrder, id.to_owned(), stored)
-            .put(DocKind::AcmeOrder, id.to_owned(), processing_bytes.clone());
-        if !self.commit(txn).await? {
-            return Err(AcmeError::new(
-                AcmeProblem::OrderNotReady,
-                "the order is being finalized by another request",
-            ));
-        }
+        // one transaction: the order goes from ready to valid, the certificate and its audit
+        // entry are stored, and the device records them; a concurrent finalize loses the
+        // compare-and-swap on the order
         let who = self.principal(p, &acct.id);
         let enrollment = Enrollment {
             protocol: "acme".into(),
@@ -472,64 +465,60 @@ impl Acme {
             .settings
             .validity_days
             .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
-        let issued = self
-            .domain
-            .issue_enrolled(
+        let key = KeyToCertify {
+            spki_der: &checked.spki_der,
+            key_kind: checked.key_kind,
+        };
+        for _ in 0..FINALIZE_ATTEMPTS {
+            let prepared = self.domain.prepare_certificate(
                 &who,
                 &p.settings.tenant,
                 &p.settings.profile,
-                KeyToCertify {
-                    spki_der: &checked.spki_der,
-                    key_kind: checked.key_kind,
-                },
+                &key,
                 common_name.as_deref(),
                 &names,
                 validity,
-                details,
-                Some(enrollment),
-            )
-            .await;
-        let mut done = processing.clone();
-        let result = match issued {
-            Ok(cert) => {
-                done.status = OrderStatus::Valid;
-                done.certificate = Some(cert.record.serial.clone());
-                if let (Some(dev), Some(att)) = (&device, &attested) {
-                    let record = DeviceAttestation {
-                        sha256: att.evidence_sha256.clone(),
-                        evidence: att.evidence.clone(),
-                    };
-                    if let Err(e) = self
-                        .domain
-                        .record_device_certificate(
-                            &p.settings.tenant,
-                            dev,
-                            &cert.record.serial,
-                            Some(record),
-                        )
-                        .await
-                    {
-                        tracing::error!(device = %dev, error = %e, "recording the certificate with the device failed");
-                    }
-                }
-                Ok(())
+                &details,
+                Some(enrollment.clone()),
+            )?;
+            let serial = prepared.issued.record.serial.clone();
+            let mut done = order.clone();
+            done.status = OrderStatus::Valid;
+            done.certificate = Some(serial.clone());
+            let mut txn = DocTxn::new()
+                .unchanged(DocKind::AcmeOrder, id.to_owned(), stored.clone())
+                .put(DocKind::AcmeOrder, id.to_owned(), encode(&done)?)
+                .certificate(prepared.issued.record)
+                .audit(prepared.draft);
+            if let (Some(dev), Some(att)) = (&device, &attested) {
+                let record = DeviceAttestation {
+                    sha256: att.evidence_sha256.clone(),
+                    evidence: att.evidence.clone(),
+                };
+                txn = self.domain.device_certificate_change(
+                    txn,
+                    &p.settings.tenant,
+                    dev,
+                    &serial,
+                    Some(record),
+                )?;
             }
-            Err(e) => {
-                let err = AcmeError::from(e);
-                done.status = OrderStatus::Invalid;
-                done.error = Some(err.clone());
-                Err(err)
+            if self.commit(txn).await? {
+                return Ok(done);
             }
-        };
-        let txn = DocTxn::new()
-            .unchanged(DocKind::AcmeOrder, id.to_owned(), processing_bytes)
-            .put(DocKind::AcmeOrder, id.to_owned(), encode(&done)?);
-        if !self.commit(txn).await? {
-            return Err(AcmeError::internal(
-                "the order changed while it was processing",
-            ));
+            // lost a race: on the order (another finalize), the device record, or a serial
+            let still_ready = self.domain.store().doc(DocKind::AcmeOrder, id)?.as_deref()
+                == Some(stored.as_slice());
+            if !still_ready {
+                return Err(AcmeError::new(
+                    AcmeProblem::OrderNotReady,
+                    "the order was finalized by another request",
+                ));
+            }
         }
-        result.map(|()| done)
+        Err(AcmeError::internal(
+            "finalize kept conflicting with concurrent writes",
+        ))
     }
 
     /// The certificate chain (PEM: leaf, then the issuing CA) of a certificate the account
