@@ -151,7 +151,7 @@ enum Op {
         audit: AuditDraft,
     },
     Audit(AuditDraft),
-    Docs(DocTxn),
+    Docs(Box<DocTxn>),
     Counter(String),
     Meta(Vec<u8>, Vec<u8>),
 }
@@ -864,14 +864,14 @@ impl Store for SledStore {
     }
 
     fn commit(&self, txn: DocTxn) -> StoreResult<Option<AuditEntry>> {
-        match self.write(Op::Docs(txn))? {
+        match self.write(Op::Docs(Box::new(txn)))? {
             Done::MaybeAudit(e) => Ok(e),
             _ => Err(unexpected()),
         }
     }
 
     fn commit_async(&self, txn: DocTxn) -> PendingWrite<Option<AuditEntry>> {
-        let pending = self.write_async(Op::Docs(txn));
+        let pending = self.write_async(Op::Docs(Box::new(txn)));
         Box::pin(async move {
             match pending.await? {
                 Done::MaybeAudit(e) => Ok(e),
