@@ -315,3 +315,91 @@ fn devices_enroll_with_apple_android_and_tpm_attestation_and_forgeries_are_refus
     });
     broker.stop();
 }
+
+/// Google's revocation list, read from a file the provisioner names: a revoked intermediate
+/// refuses the statement; a provisioner whose list cannot be read refuses every android-key
+/// statement (fail closed); one with a clean list accepts.
+#[test]
+fn android_revocation_list_is_enforced_and_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let android = AndroidTestAuthority::new();
+    let root = dir.path().join("android-root.pem");
+    std::fs::write(&root, android.root_pem()).unwrap();
+    let revoked = dir.path().join("revoked.json");
+    std::fs::write(
+        &revoked,
+        json!({ "entries": { android.intermediate_serial_hex(): { "status": "REVOKED", "reason": "KEY_COMPROMISE" } } }).to_string(),
+    )
+    .unwrap();
+    let clean = dir.path().join("clean.json");
+    std::fs::write(
+        &clean,
+        json!({ "entries": { "1a2b3c": { "status": "SUSPENDED" } } }).to_string(),
+    )
+    .unwrap();
+    let provisioner = |name: &str, list: &std::path::Path| {
+        format!(
+            "[[acme.provisioners]]\nname = \"{name}\"\nchallenge = \"device-attest-01\"\nprofile = \"device-identity\"\nformats = [\"android-key\"]\nroots = {{ \"android-key\" = {:?} }}\nandroid_revocation = {{ file = {:?} }}\n",
+            root.display().to_string(),
+            list.display().to_string()
+        )
+    };
+    let cfg = [
+        provisioner("revoked", &revoked),
+        provisioner("clean", &clean),
+        provisioner("missing", &dir.path().join("no-such-file.json")),
+    ]
+    .join("\n");
+    let broker = Broker::start_with(&dir.path().join("data"), &cfg).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = broker.client().unwrap();
+        register_device(
+            &http,
+            &broker,
+            json!({ "serial": "PIXEL-REV-1", "platform": "android" }),
+        )
+        .await;
+        for (name, expect) in [
+            ("revoked", Some("revoked")),
+            ("missing", Some("could not be read")),
+            ("clean", None),
+        ] {
+            let mut c = account(&broker, name, KeyAlgorithm::EcdsaP256).await;
+            let key = DeviceKey::new();
+            let (ourl, o, _, chall, token) =
+                order(&mut c, "permanent-identifier", "PIXEL-REV-1").await;
+            let ka = c.key_authorization(&token).unwrap();
+            let att = android.attest(&AndroidStatement::new(
+                &key.pkcs8,
+                "PIXEL-REV-1",
+                &ka,
+                OffsetDateTime::now_utc(),
+            ));
+            match expect {
+                Some(words) => {
+                    let r = c
+                        .post(&chall, Some(&attestation_payload(&att)))
+                        .await
+                        .unwrap();
+                    let v = r.json();
+                    assert_eq!(v["status"], "invalid", "{name}: {v}");
+                    assert_eq!(
+                        v["error"]["type"], "urn:ietf:params:acme:error:badAttestationStatement",
+                        "{name}: {v}"
+                    );
+                    assert!(
+                        v["error"]["detail"].as_str().unwrap().contains(words),
+                        "{name}: {v}"
+                    );
+                }
+                None => {
+                    let chain =
+                        complete(&mut c, &ourl, &o, &chall, &att, &key, "PIXEL-REV-1").await;
+                    assert_eq!(permanent_identifier_of(&chain).0, key.spki());
+                }
+            }
+        }
+    });
+    broker.stop();
+}
