@@ -151,9 +151,30 @@ enum Op {
         audit: AuditDraft,
     },
     Audit(AuditDraft),
-    Docs(Box<DocTxn>),
+    Docs(Box<DocWrite>),
     Counter(String),
     Meta(Vec<u8>, Vec<u8>),
+}
+
+/// A document transaction with its certificate already encoded (by the caller's thread, not
+/// the writer's): serial, record, `revoked/` value.
+struct DocWrite {
+    txn: DocTxn,
+    certificate: Option<(String, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl DocWrite {
+    fn new(mut txn: DocTxn) -> StoreResult<Box<Self>> {
+        let certificate = match txn.certificate.take() {
+            Some(c) => Some((
+                c.serial.clone(),
+                encode(&c)?,
+                revoked_value(&c).map(|r| encode(&r)).transpose()?,
+            )),
+            None => None,
+        };
+        Ok(Box::new(DocWrite { txn, certificate }))
+    }
 }
 
 /// What a write hands back.
@@ -410,12 +431,12 @@ impl Writer {
             .seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt("audit head seq at u64::MAX".into()))?;
-        let entry = draft.seal(seq, &self.head.hash);
+        let (entry, json) = draft.seal_json(seq, &self.head.hash);
         let next = AuditHead {
             seq,
             hash: entry.hash.clone(),
         };
-        staged.push((key(AUDIT, &seq.to_be_bytes()), Some(encode(&entry)?.into())));
+        staged.push((key(AUDIT, &seq.to_be_bytes()), Some(json.into())));
         staged.push((AUDIT_HEAD_KEY.to_vec(), Some(encode(&next)?.into())));
         self.head = next;
         Ok(entry)
@@ -505,7 +526,8 @@ impl Writer {
                 Ok(Done::Certificate(cert))
             }
             Op::Audit(draft) => Ok(Done::Audit(self.seal(staged, draft)?)),
-            Op::Docs(txn) => {
+            Op::Docs(write) => {
+                let DocWrite { txn, certificate } = *write;
                 for (kind, id, expect) in &txn.checks {
                     let current = self.read(group, &doc_key(*kind, id))?;
                     let holds = match (expect, current) {
@@ -521,20 +543,16 @@ impl Writer {
                     let value = value.filter(|v| !v.is_empty()).map(sled::IVec::from);
                     staged.push((doc_key(kind, &id), value));
                 }
-                if let Some(cert) = &txn.certificate {
-                    let k = key(CERTIFICATES, cert.serial.as_bytes());
+                if let Some((serial, value, revoked)) = certificate {
+                    let k = key(CERTIFICATES, serial.as_bytes());
                     if self.read(group, &k)?.is_some() {
                         return Err(StoreError::Conflict(format!(
-                            "certificate serial {} exists already",
-                            cert.serial
+                            "certificate serial {serial} exists already"
                         )));
                     }
-                    staged.push((k, Some(encode(cert)?.into())));
-                    if let Some(rv) = revoked_value(cert) {
-                        staged.push((
-                            key(REVOKED, cert.serial.as_bytes()),
-                            Some(encode(&rv)?.into()),
-                        ));
+                    staged.push((k, Some(value.into())));
+                    if let Some(rv) = revoked {
+                        staged.push((key(REVOKED, serial.as_bytes()), Some(rv.into())));
                     }
                 }
                 let entry = match txn.audit {
@@ -864,14 +882,17 @@ impl Store for SledStore {
     }
 
     fn commit(&self, txn: DocTxn) -> StoreResult<Option<AuditEntry>> {
-        match self.write(Op::Docs(Box::new(txn)))? {
+        match self.write(Op::Docs(DocWrite::new(txn)?))? {
             Done::MaybeAudit(e) => Ok(e),
             _ => Err(unexpected()),
         }
     }
 
     fn commit_async(&self, txn: DocTxn) -> PendingWrite<Option<AuditEntry>> {
-        let pending = self.write_async(Op::Docs(Box::new(txn)));
+        let pending = match DocWrite::new(txn) {
+            Ok(w) => self.write_async(Op::Docs(w)),
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         Box::pin(async move {
             match pending.await? {
                 Done::MaybeAudit(e) => Ok(e),
