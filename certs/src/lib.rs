@@ -1,21 +1,23 @@
 //! `postern-certs`: postern's certificate authority as a library.
 //!
 //! CA hierarchy ([`ca`]), certificate profiles as data ([`profile`]), CSR checks ([`csr`]),
-//! issuance ([`issue`]), CRLs ([`crl`]), OCSP ([`ocsp`]), compact JWS and JWKS ([`jws`]), and
-//! keys behind a [`Signer`](signer::Signer) with optional passphrase encryption at rest
-//! ([`keyfile`]).
+//! issuance ([`issue`]), CRLs ([`crl`]), OCSP ([`ocsp`]), compact JWS and JWKS ([`jws`]), an
+//! append-only Merkle log ([`merkle`]) with signed checkpoints ([`checkpoint`]), and keys behind
+//! a [`Signer`](signer::Signer) with optional passphrase encryption at rest ([`keyfile`]).
 //!
 //! **No I/O and no clock**: files are read and written by the caller, and every function that
 //! needs the time takes it as an argument.
 
 pub mod attestation;
 pub mod ca;
+pub mod checkpoint;
 pub mod crl;
 pub mod csr;
 pub mod error;
 pub mod issue;
 pub mod jws;
 pub mod keyfile;
+pub mod merkle;
 pub mod names;
 pub mod ocsp;
 pub mod profile;
