@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use postern_broker::app;
 use postern_broker::config::{LogFormat, Overrides, Settings};
 use postern_broker::domain::pki::IssueCommand;
+use postern_broker::domain::posture::policy::Policy;
 use postern_broker::domain::{Principal, SystemClock};
 use postern_broker::http::{self, AppState};
 use postern_broker::keystore::KeyName;
@@ -53,6 +54,9 @@ enum Command {
     /// API token commands.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Routing policy commands.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +125,15 @@ enum TenantCommand {
     },
     /// List tenants.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse a policy file; print its version and each class's rules.
+    Check {
+        /// Policy TOML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +239,13 @@ async fn run() -> anyhow::Result<()> {
                 t.record.tenant,
                 t.record.role.as_str()
             );
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+            let policy = Policy::from_toml(&text).with_context(|| format!("{}", file.display()))?;
+            print!("{}", policy.summary());
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { id }) => {

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod devices;
 pub mod error;
 pub mod pki;
+pub mod posture;
 pub mod tenancy;
 
 use std::sync::Arc;
