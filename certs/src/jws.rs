@@ -175,21 +175,7 @@ impl Jwk {
                     JwsAlg::Es256 => (32, "P-256"),
                     _ => (48, "P-384"),
                 };
-                // an uncompressed SEC1 point: 0x04 || x || y
-                match raw.split_first() {
-                    Some((4, xy)) if xy.len() == 2 * len => {
-                        let (x, y) = xy.split_at(len);
-                        jwk.kty = "EC".to_owned();
-                        jwk.crv = Some(crv.to_owned());
-                        jwk.x = Some(URL_SAFE_NO_PAD.encode(x));
-                        jwk.y = Some(URL_SAFE_NO_PAD.encode(y));
-                    }
-                    _ => {
-                        return Err(jws_err(format!(
-                            "signer's {crv} public key is not an uncompressed point"
-                        )));
-                    }
-                }
+                jwk.set_ec_point(crv, len, raw)?;
             }
             JwsAlg::EdDsa => {
                 if raw.len() != 32 {
@@ -208,6 +194,23 @@ impl Jwk {
         }
         jwk.kid = Some(jwk.thumbprint());
         Ok(jwk)
+    }
+
+    /// Sets `kty`, `crv`, `x` and `y` from an uncompressed SEC1 point (`0x04 || x || y`).
+    fn set_ec_point(&mut self, crv: &str, len: usize, point: &[u8]) -> Result<()> {
+        match point.split_first() {
+            Some((4, xy)) if xy.len() == 2 * len => {
+                let (x, y) = xy.split_at(len);
+                self.kty = "EC".to_owned();
+                self.crv = Some(crv.to_owned());
+                self.x = Some(URL_SAFE_NO_PAD.encode(x));
+                self.y = Some(URL_SAFE_NO_PAD.encode(y));
+                Ok(())
+            }
+            _ => Err(jws_err(format!(
+                "{crv} public key is not an uncompressed point"
+            ))),
+        }
     }
 
     /// The public JWK of a DER SubjectPublicKeyInfo (EC P-256/P-384, Ed25519, RSA), with no
@@ -249,16 +252,7 @@ impl Jwk {
                     Some("1.3.132.0.34") => (48, "P-384"),
                     other => return Err(jws_err(format!("unsupported ec curve {other:?}"))),
                 };
-                match raw.split_first() {
-                    Some((4, xy)) if xy.len() == 2 * len => {
-                        let (x, y) = xy.split_at(len);
-                        jwk.kty = "EC".to_owned();
-                        jwk.crv = Some(crv.to_owned());
-                        jwk.x = Some(URL_SAFE_NO_PAD.encode(x));
-                        jwk.y = Some(URL_SAFE_NO_PAD.encode(y));
-                    }
-                    _ => return Err(jws_err("ec key is not an uncompressed point")),
-                }
+                jwk.set_ec_point(crv, len, raw)?;
             }
             "1.3.101.112" => {
                 if raw.len() != 32 {
@@ -443,11 +437,7 @@ pub fn sign_compact(
     extra_header: Map<String, Value>,
     payload: &[u8],
 ) -> Result<String> {
-    for refused in ["alg", "crit"] {
-        if extra_header.contains_key(refused) {
-            return Err(jws_err(format!("extra header must not set {refused:?}")));
-        }
-    }
+    refuse_reserved(&extra_header)?;
     let alg = JwsAlg::for_key(signer.algorithm())?;
     let jwk = Jwk::from_signer(signer)?;
     let mut header = Map::new();
@@ -473,11 +463,7 @@ pub fn sign_flattened(
     header: Map<String, Value>,
     payload: &[u8],
 ) -> Result<Value> {
-    for refused in ["alg", "crit"] {
-        if header.contains_key(refused) {
-            return Err(jws_err(format!("header must not set {refused:?}")));
-        }
-    }
+    refuse_reserved(&header)?;
     let alg = JwsAlg::for_key(signer.algorithm())?;
     let mut h = Map::new();
     h.insert("alg".into(), Value::String(alg.as_str().into()));
@@ -490,6 +476,16 @@ pub fn sign_flattened(
         return Err(Error::Internal("compact jws without three parts".into()));
     };
     Ok(serde_json::json!({ "protected": p, "payload": b, "signature": sig }))
+}
+
+/// Refuses caller header members that postern sets itself (`alg`) or never sets (`crit`).
+fn refuse_reserved(header: &Map<String, Value>) -> Result<()> {
+    for refused in ["alg", "crit"] {
+        if header.contains_key(refused) {
+            return Err(jws_err(format!("header must not set {refused:?}")));
+        }
+    }
+    Ok(())
 }
 
 /// Signs `payload` under the protected header `header_json`, taken byte for byte.

@@ -158,15 +158,19 @@ struct Reply {
 }
 
 impl Reply {
-    fn json(status: StatusCode, v: &Value) -> Self {
+    fn raw(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Self {
         Reply {
             status,
-            body: v.to_string().into_bytes(),
-            content_type: "application/json",
+            body,
+            content_type,
             location: None,
             links: Vec::new(),
             retry_after: false,
         }
+    }
+
+    fn json(status: StatusCode, v: &Value) -> Self {
+        Reply::raw(status, v.to_string().into_bytes(), "application/json")
     }
 
     fn location(mut self, l: String) -> Self {
@@ -241,14 +245,9 @@ async fn new_nonce_get(State(s): State<AppState>, Path(p): Path<String>, t: Targ
 }
 
 fn nonce_reply(s: &AppState, p: &str, t: &Target, status: StatusCode) -> Response {
-    let r = acme(s).provisioner(p).map(|_| Reply {
-        status,
-        body: Vec::new(),
-        content_type: "application/octet-stream",
-        location: None,
-        links: Vec::new(),
-        retry_after: false,
-    });
+    let r = acme(s)
+        .provisioner(p)
+        .map(|_| Reply::raw(status, Vec::new(), "application/octet-stream"));
     finish(s, p, t, r)
 }
 
@@ -501,14 +500,11 @@ async fn certificate(
             ));
         }
         let pem = acme(&s).certificate_chain(&p, &authed, &serial)?;
-        Ok(Reply {
-            status: StatusCode::OK,
-            body: pem.into_bytes(),
-            content_type: "application/pem-certificate-chain",
-            location: None,
-            links: Vec::new(),
-            retry_after: false,
-        })
+        Ok(Reply::raw(
+            StatusCode::OK,
+            pem.into_bytes(),
+            "application/pem-certificate-chain",
+        ))
     }
     .await;
     finish(&s, &p, &t, r)
@@ -524,14 +520,11 @@ async fn revoke(
     let r = async {
         let authed = authenticate(&s, &p, &t, &headers, &body)?;
         acme(&s).revoke(&p, &authed).await?;
-        Ok(Reply {
-            status: StatusCode::OK,
-            body: Vec::new(),
-            content_type: "application/octet-stream",
-            location: None,
-            links: Vec::new(),
-            retry_after: false,
-        })
+        Ok(Reply::raw(
+            StatusCode::OK,
+            Vec::new(),
+            "application/octet-stream",
+        ))
     }
     .await;
     finish(&s, &p, &t, r)
