@@ -3,4 +3,6 @@
 //! [`policy`] is the pure part: the per-tenant routing policy (message classes, fallback
 //! ladder, kill switches) and the evaluation that turns a device's posture into a transport.
 
+pub mod event;
 pub mod policy;
+pub mod record;
