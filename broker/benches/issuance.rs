@@ -186,7 +186,11 @@ fn store_only(store: Arc<dyn Store>, threads: usize, n: usize) -> f64 {
                         subject: rec.serial.clone(),
                         details: serde_json::json!({"profile": rec.profile}),
                     };
-                    store.insert_certificate(&rec, draft).expect("insert");
+                    // the same store operation issuance uses: a transaction with the record
+                    let txn = postern_broker::store::DocTxn::new()
+                        .certificate(rec)
+                        .audit(draft);
+                    store.commit(txn).expect("insert");
                 }
             })
         })

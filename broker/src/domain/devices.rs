@@ -16,9 +16,6 @@ use super::error::{DomainError, DomainResult, ErrorKind};
 use super::tenancy::random_bytes;
 use super::{Domain, Principal};
 
-/// How many times a read-modify-write of a device retries after a concurrent change.
-const UPDATE_ATTEMPTS: usize = 8;
-
 /// A device to register.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -298,36 +295,5 @@ impl Domain {
         Ok(txn
             .unchanged(DocKind::Device, key.clone(), old)
             .put(DocKind::Device, key, encode(&d)?))
-    }
-
-    /// Records a certificate issued to a device, and the attestation that let it enroll.
-    ///
-    /// # Errors
-    /// NotFound when the device is gone; store errors.
-    pub async fn record_device_certificate(
-        &self,
-        tenant: &str,
-        device_id: &str,
-        serial: &str,
-        attestation: Option<DeviceAttestation>,
-    ) -> DomainResult<()> {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let txn = self.device_certificate_change(
-                DocTxn::new(),
-                tenant,
-                device_id,
-                serial,
-                attestation.clone(),
-            )?;
-            match self.commit(txn).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(DomainError::new(
-            ErrorKind::Conflict,
-            "the device record keeps changing; try again",
-        ))
     }
 }
