@@ -76,11 +76,27 @@ pub enum DocKind {
     Device,
     /// Device identifiers (`tenant/kind:value`) to device ids.
     DeviceIndex,
+    /// Device posture records, by `tenant/device id`.
+    Posture,
+    /// Users and messaging addresses (`tenant/u/user`, `tenant/a/address`) to device ids.
+    PostureIndex,
+    /// Conversation threads' remembered lowest level, by `tenant/thread id`.
+    Thread,
+    /// Each tenant's routing policy and kill switches, by `tenant` and `tenant/kill-switches`.
+    TenantPolicy,
+    /// Feed log entries, by `tenant/sequence` (sequence zero-padded to 20 digits).
+    FeedEntry,
+    /// The newest feed entry of each device, by `tenant/device id`.
+    FeedIndex,
+    /// SSF streams, by stream id.
+    SsfStream,
+    /// SSF events queued for a stream, by `stream/sequence`.
+    SsfEvent,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 8] = [
+    pub const ALL: [DocKind; 16] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -89,6 +105,14 @@ impl DocKind {
         DocKind::AttestationSeen,
         DocKind::Device,
         DocKind::DeviceIndex,
+        DocKind::Posture,
+        DocKind::PostureIndex,
+        DocKind::Thread,
+        DocKind::TenantPolicy,
+        DocKind::FeedEntry,
+        DocKind::FeedIndex,
+        DocKind::SsfStream,
+        DocKind::SsfEvent,
     ];
 
     /// The key prefix and name in messages.
@@ -102,6 +126,14 @@ impl DocKind {
             DocKind::AttestationSeen => "attestations-seen",
             DocKind::Device => "devices",
             DocKind::DeviceIndex => "device-index",
+            DocKind::Posture => "posture",
+            DocKind::PostureIndex => "posture-index",
+            DocKind::Thread => "threads",
+            DocKind::TenantPolicy => "tenant-policy",
+            DocKind::FeedEntry => "feed-entries",
+            DocKind::FeedIndex => "feed-index",
+            DocKind::SsfStream => "ssf-streams",
+            DocKind::SsfEvent => "ssf-events",
         }
     }
 }
