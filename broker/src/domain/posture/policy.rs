@@ -401,12 +401,33 @@ impl Default for Freshness {
     }
 }
 
-/// A tenant's routing policy: classes by name, freshness, and the version that names it.
+/// How route answers are given: how long a signed decision stays valid and how many
+/// decisions are audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routing {
+    /// Seconds a signed route decision is valid for (`valid_until`).
+    pub decision_ttl_seconds: u32,
+    /// Percent of route decisions written to the audit log (0 to 100).
+    pub audit_sample_percent: u32,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            decision_ttl_seconds: 300,
+            audit_sample_percent: 100,
+        }
+    }
+}
+
+/// A tenant's routing policy: classes by name, freshness, routing settings, and the version
+/// that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Sorted by name.
     classes: Vec<(String, ClassPolicy)>,
     freshness: Freshness,
+    routing: Routing,
     version: String,
 }
 
@@ -415,6 +436,10 @@ pub const DEFAULT_POLICY_TOML: &str = r#"# postern's built-in routing policy
 [freshness]
 attestation_days = 7
 mdm_checkin_hours = 24
+
+[routing]
+decision_ttl_seconds = 300
+audit_sample_percent = 100
 
 [classes.public]
 min_assurance = "unknown"
@@ -482,6 +507,7 @@ impl Default for Policy {
                 ),
             ],
             Freshness::default(),
+            Routing::default(),
         )
     }
 }
@@ -497,9 +523,13 @@ impl Policy {
     }
 
     /// A policy from checked parts; sorts the classes and computes the version.
-    fn from_checked(mut classes: Vec<(String, ClassPolicy)>, freshness: Freshness) -> Policy {
+    fn from_checked(
+        mut classes: Vec<(String, ClassPolicy)>,
+        freshness: Freshness,
+        routing: Routing,
+    ) -> Policy {
         classes.sort_by(|a, b| a.0.cmp(&b.0));
-        let canonical = parse::canonical(&classes, &freshness);
+        let canonical = parse::canonical(&classes, &freshness, &routing);
         let version = hex::encode(ring::digest::digest(
             &ring::digest::SHA256,
             canonical.as_bytes(),
@@ -507,6 +537,7 @@ impl Policy {
         Policy {
             classes,
             freshness,
+            routing,
             version,
         }
     }
@@ -519,6 +550,11 @@ impl Policy {
     /// The freshness rules.
     pub fn freshness(&self) -> Freshness {
         self.freshness
+    }
+
+    /// The routing settings.
+    pub fn routing(&self) -> Routing {
+        self.routing
     }
 
     /// A class by name.
@@ -552,6 +588,11 @@ impl Policy {
             out,
             "freshness: attestation {} days, mdm check-in {} hours",
             self.freshness.attestation_days, self.freshness.mdm_checkin_hours
+        );
+        let _ = writeln!(
+            out,
+            "routing: decisions valid {} s, {}% of decisions audited",
+            self.routing.decision_ttl_seconds, self.routing.audit_sample_percent
         );
         for (name, c) in self.classes() {
             let _ = writeln!(out, "class {name}");

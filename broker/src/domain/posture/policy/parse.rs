@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use toml::{Table, Value};
 
 use super::{
-    Assurance, ClassPolicy, Freshness, Ladder, Policy, PolicyError, RcsE2ee, Transport,
+    Assurance, ClassPolicy, Freshness, Ladder, Policy, PolicyError, RcsE2ee, Routing, Transport,
     TransportSet,
 };
 
@@ -23,16 +23,38 @@ pub(super) fn policy(text: &str) -> Result<Policy, PolicyError> {
     })?;
     let mut classes = None;
     let mut freshness = Freshness::default();
+    let mut routing = Routing::default();
     for (k, v) in &doc {
         match k.as_str() {
             "classes" => classes = Some(parse_classes(v)?),
             "freshness" => freshness = parse_freshness(v)?,
+            "routing" => routing = parse_routing(v)?,
             other => return Err(unknown(other)),
         }
     }
     let classes =
         classes.ok_or_else(|| PolicyError::new("classes", "missing: name at least one class"))?;
-    Ok(Policy::from_checked(classes, freshness))
+    Ok(Policy::from_checked(classes, freshness, routing))
+}
+
+fn parse_routing(v: &Value) -> Result<Routing, PolicyError> {
+    let mut r = Routing::default();
+    for (k, v) in table("routing", v)? {
+        let (slot, min, max) = match k.as_str() {
+            "decision_ttl_seconds" => (&mut r.decision_ttl_seconds, 1, 86_400),
+            "audit_sample_percent" => (&mut r.audit_sample_percent, 0, 100),
+            other => return Err(unknown(&format!("routing.{other}"))),
+        };
+        let key = format!("routing.{k}");
+        let n = v
+            .as_integer()
+            .ok_or_else(|| wrong_type(&key, "an integer", v))?;
+        *slot = u32::try_from(n)
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| PolicyError::new(&key, format!("{n} is not within {min}..={max}")))?;
+    }
+    Ok(r)
 }
 
 fn unknown(key: &str) -> PolicyError {
@@ -213,13 +235,22 @@ fn parse_class(key: &str, v: &Value) -> Result<ClassPolicy, PolicyError> {
 /// The canonical form: one line per fact, classes sorted by name, forbidden in ladder order,
 /// the ladder with its block. Changing this changes every version: only ever extend it with a
 /// new leading tag.
-pub(super) fn canonical(classes: &[(String, ClassPolicy)], freshness: &Freshness) -> String {
-    let mut out = String::with_capacity(128 + 160 * classes.len());
+pub(super) fn canonical(
+    classes: &[(String, ClassPolicy)],
+    freshness: &Freshness,
+    routing: &Routing,
+) -> String {
+    let mut out = String::with_capacity(192 + 160 * classes.len());
     out.push_str("postern-policy/1\n");
     let _ = writeln!(
         out,
         "freshness attestation_days={} mdm_checkin_hours={}",
         freshness.attestation_days, freshness.mdm_checkin_hours
+    );
+    let _ = writeln!(
+        out,
+        "routing decision_ttl_seconds={} audit_sample_percent={}",
+        routing.decision_ttl_seconds, routing.audit_sample_percent
     );
     for (name, c) in classes {
         let _ = write!(

@@ -616,6 +616,7 @@ fn summary_shows_each_class() {
     let want = format!(
         "policy version {}\n\
          freshness: attestation 3 days, mdm check-in 24 hours\n\
+         routing: decisions valid 300 s, 100% of decisions audited\n\
          class public\n  \
            min assurance: unknown\n  \
            rcs e2ee:      claimed required\n  \
@@ -655,4 +656,24 @@ fn wire_names_are_snake_case() {
         assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
     }
     assert!(Un < Re && Re < Ma && Ma < At);
+}
+
+#[test]
+fn routing_settings_parse_and_change_the_version() {
+    let base =
+        "[classes.a]\nmin_assurance = \"unknown\"\nrcs_e2ee = \"unknown\"\nladder = [\"block\"]\n";
+    let p = Policy::from_toml(base).unwrap();
+    assert_eq!(p.routing(), Routing::default());
+    let q = Policy::from_toml(&format!(
+        "[routing]\ndecision_ttl_seconds = 60\naudit_sample_percent = 5\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(q.routing().decision_ttl_seconds, 60);
+    assert_eq!(q.routing().audit_sample_percent, 5);
+    assert_ne!(p.version(), q.version());
+    let e =
+        Policy::from_toml(&format!("[routing]\naudit_sample_percent = 101\n{base}")).unwrap_err();
+    assert_eq!(e.key, "routing.audit_sample_percent");
+    let e = Policy::from_toml(&format!("[routing]\nttl = 1\n{base}")).unwrap_err();
+    assert_eq!(e.key, "routing.ttl");
 }
