@@ -661,7 +661,7 @@ fn wire_names_are_snake_case() {
 #[test]
 fn routing_settings_parse_and_change_the_version() {
     let base =
-        "[classes.a]\nmin_assurance = \"unknown\"\nrcs_e2ee = \"unknown\"\nladder = [\"block\"]\n";
+        "[classes.a]\nmin_assurance = \"unknown\"\nrcs_e2ee = \"claimed\"\nladder = [\"block\"]\n";
     let p = Policy::from_toml(base).unwrap();
     assert_eq!(p.routing(), Routing::default());
     let q = Policy::from_toml(&format!(
