@@ -188,7 +188,7 @@ impl FileKeyStore {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
     let io = |source| KeyStoreError::Io {
         path: path.to_path_buf(),
         source,
