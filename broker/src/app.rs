@@ -183,6 +183,17 @@ pub async fn open_with_passphrase(
     let store: Arc<dyn Store> = Arc::new(
         SledStore::open(&settings.data_dir.join("db")).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    let signing_keys = Arc::new(crate::domain::keys::Keys::open(
+        &settings.data_dir,
+        passphrase.as_deref().map(Vec::as_slice),
+        clock.now(),
+    )?);
+    let feed = Arc::new(
+        crate::domain::feed::Feed::open(Arc::clone(&store), signing_keys, settings.feed_origin())?
+            .with_checkpoint_refresh(time::Duration::seconds(i64::from(
+                settings.feed.checkpoint_refresh_seconds,
+            ))),
+    );
     let keys = FileKeyStore::new(&settings.data_dir, passphrase);
     let ca_created = init_ca(&settings, &keys, clock.now())?;
     let issuer = Arc::new(load_issuer(&keys)?);
@@ -199,7 +210,7 @@ pub async fn open_with_passphrase(
         Duration::from_secs(u64::from(settings.revocation.crl_validity_hours) * 3600),
         Duration::from_secs(u64::from(settings.revocation.ocsp_validity_hours) * 3600),
     );
-    let domain = Arc::new(Domain::new(store, clock, pki));
+    let domain = Arc::new(Domain::new(store, clock, pki).with_feed(feed));
     domain.ensure_default_tenant().await?;
     if ca_created {
         domain
@@ -410,7 +421,12 @@ pub async fn ephemeral(
         Duration::from_secs(86_400),
         Duration::from_secs(4 * 3600),
     );
-    let domain = Arc::new(Domain::new(store, clock, pki));
+    let feed = crate::domain::feed::Feed::open(
+        Arc::clone(&store),
+        Arc::new(crate::domain::keys::Keys::ephemeral(now)?),
+        "localhost".into(),
+    )?;
+    let domain = Arc::new(Domain::new(store, clock, pki).with_feed(Arc::new(feed)));
     domain.ensure_default_tenant().await?;
     let (_, key, issued) = own_leaf(&domain, "ocsp-signer", "postern OCSP responder", &[]).await?;
     domain.pki().set_responder(Responder {

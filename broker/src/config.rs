@@ -35,6 +35,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// ACME provisioners and validation.
     pub acme: crate::domain::acme::AcmeSettings,
+    /// The signed per-tenant feed.
+    pub feed: FeedSettings,
 }
 
 /// Log output.
@@ -132,6 +134,7 @@ impl Default for Settings {
             revocation: RevocationSettings::default(),
             limits: LimitSettings::default(),
             acme: crate::domain::acme::AcmeSettings::default(),
+            feed: FeedSettings::default(),
         }
     }
 }
@@ -182,6 +185,57 @@ impl Default for LimitSettings {
         LimitSettings {
             max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+/// The signed feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedSettings {
+    /// The origin each tenant's log is named under (`<origin>/feed/<tenant>`), usually the
+    /// broker's host name. Defaults to the first of `tls.names`.
+    pub origin: Option<String>,
+    /// A checkpoint older than this is signed anew when asked for, in seconds.
+    pub checkpoint_refresh_seconds: u32,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            origin: None,
+            checkpoint_refresh_seconds: 300,
+        }
+    }
+}
+
+impl Settings {
+    /// The feed origin: `feed.origin`, or the first of `tls.names`, or `postern`.
+    pub fn feed_origin(&self) -> String {
+        self.feed
+            .origin
+            .clone()
+            .or_else(|| self.tls.names.first().cloned())
+            .unwrap_or_else(|| "postern".into())
+    }
+
+    fn validate_feed(&self) -> Result<(), ConfigError> {
+        if let Some(o) = &self.feed.origin
+            && (o.is_empty()
+                || o.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '+'))
+        {
+            return Err(err(
+                "feed.origin",
+                "must be non-empty, without whitespace, '+' or control characters",
+            ));
+        }
+        if !(1..=3600).contains(&self.feed.checkpoint_refresh_seconds) {
+            return Err(err(
+                "feed.checkpoint_refresh_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -276,6 +330,7 @@ impl Settings {
         if self.listen == self.http_listen {
             return Err(err("http_listen", "must differ from listen"));
         }
+        self.validate_feed()?;
         if self.ca.root_algorithm == KeyAlgorithm::RsaSha256 {
             return Err(err(
                 "ca.root_algorithm",

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod devices;
 pub mod error;
+pub mod feed;
 pub mod keys;
 pub mod pki;
 pub mod posture;
@@ -30,12 +31,19 @@ pub struct Domain {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     pki: Pki,
+    /// The signed feed and the keys that sign it (see [`Domain::with_feed`]).
+    feed: Option<Arc<feed::Feed>>,
 }
 
 impl Domain {
     /// Puts the domain together. Must run inside a tokio runtime (it starts the flusher).
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, pki: Pki) -> Self {
-        Domain { store, clock, pki }
+        Domain {
+            store,
+            clock,
+            pki,
+            feed: None,
+        }
     }
 
     /// The store (for read-only status checks).
