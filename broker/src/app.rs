@@ -45,6 +45,10 @@ pub struct App {
     pub ca_created: bool,
     /// ACME.
     pub acme: Arc<crate::domain::acme::Acme>,
+    /// Signing keys for route decisions, feed checkpoints and SETs.
+    pub signing: Arc<crate::domain::keys::Keys>,
+    /// Posture, routing, policy, and the feed.
+    pub posture: Arc<crate::domain::posture::Posture>,
 }
 
 /// The passphrase for keys at rest, from the environment variable `ca.passphrase_env` names.
@@ -183,20 +187,25 @@ pub async fn open_with_passphrase(
     let store: Arc<dyn Store> = Arc::new(
         SledStore::open(&settings.data_dir.join("db")).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let signing_keys = Arc::new(crate::domain::keys::Keys::open(
-        &settings.data_dir,
-        passphrase.as_deref().map(Vec::as_slice),
-        clock.now(),
-    )?);
-    let feed = Arc::new(
-        crate::domain::feed::Feed::open(Arc::clone(&store), signing_keys, settings.feed_origin())?
-            .with_checkpoint_refresh(time::Duration::seconds(i64::from(
-                settings.feed.checkpoint_refresh_seconds,
-            ))),
-    );
+    let passphrase_bytes = passphrase.clone();
     let keys = FileKeyStore::new(&settings.data_dir, passphrase);
     let ca_created = init_ca(&settings, &keys, clock.now())?;
     let issuer = Arc::new(load_issuer(&keys)?);
+    let signing = Arc::new(crate::domain::keys::Keys::open(
+        &settings.data_dir,
+        passphrase_bytes.as_deref().map(Vec::as_slice),
+        clock.now(),
+    )?);
+    let feed = Arc::new(
+        crate::domain::feed::Feed::open(
+            Arc::clone(&store),
+            Arc::clone(&signing),
+            settings.feed_origin(),
+        )?
+        .with_checkpoint_refresh(time::Duration::seconds(i64::from(
+            settings.feed.checkpoint_refresh_seconds,
+        ))),
+    );
     let base = settings.http_base_url();
     let urls = DistributionUrls {
         crl: Some(format!("{base}/pki/crl")),
@@ -210,7 +219,7 @@ pub async fn open_with_passphrase(
         Duration::from_secs(u64::from(settings.revocation.crl_validity_hours) * 3600),
         Duration::from_secs(u64::from(settings.revocation.ocsp_validity_hours) * 3600),
     );
-    let domain = Arc::new(Domain::new(store, clock, pki).with_feed(feed));
+    let domain = Arc::new(Domain::new(store, clock, pki).with_feed(Arc::clone(&feed)));
     domain.ensure_default_tenant().await?;
     if ca_created {
         domain
@@ -233,12 +242,20 @@ pub async fn open_with_passphrase(
             .map_err(|(k, m)| anyhow::anyhow!("configuration: acme.{k}: {m}"))?,
     );
     acme.refresh_revocation_lists().await;
+    let posture = Arc::new(crate::domain::posture::Posture::new(
+        Arc::clone(&domain),
+        Arc::clone(&signing),
+        feed,
+    ));
+    acme.set_posture(Arc::clone(&posture));
     Ok(App {
         settings,
         domain,
         keys,
         ca_created,
         acme,
+        signing,
+        posture,
     })
 }
 
@@ -434,4 +451,19 @@ pub async fn ephemeral(
         signer: Arc::new(key),
     });
     Ok(domain)
+}
+
+/// A posture service over `domain` and its feed (tests, benches).
+///
+/// # Errors
+/// When the domain has no feed.
+pub fn ephemeral_posture(
+    domain: &Arc<Domain>,
+) -> anyhow::Result<Arc<crate::domain::posture::Posture>> {
+    let feed = Arc::clone(domain.feed().map_err(|e| anyhow::anyhow!("feed: {e}"))?);
+    Ok(Arc::new(crate::domain::posture::Posture::new(
+        Arc::clone(domain),
+        Arc::clone(feed.keys()),
+        feed,
+    )))
 }

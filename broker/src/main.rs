@@ -366,7 +366,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await?;
     let (chain, key) = app::ensure_tls(&app).await?;
     let tls = Arc::new(server::tls_config(chain, key)?);
-    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme));
+    let state = AppState::new(
+        Arc::clone(&app.domain),
+        Arc::clone(&app.acme),
+        Arc::clone(&app.posture),
+    );
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;
     let plain_addr = plain.local_addr()?;

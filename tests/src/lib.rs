@@ -3,6 +3,7 @@
 //! HTTPS client that trusts only the broker's root CA.
 
 pub mod acme;
+pub mod device;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,7 +77,11 @@ impl Broker {
                     app.domain.ensure_bootstrap_token(Some(ADMIN_TOKEN)).await?;
                     let (chain, key) = app::ensure_tls(&app).await?;
                     let tls = Arc::new(server::tls_config(chain, key)?);
-                    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme));
+                    let state = AppState::new(
+                        Arc::clone(&app.domain),
+                        Arc::clone(&app.acme),
+                        Arc::clone(&app.posture),
+                    );
                     let addrs = (https.local_addr()?, plain.local_addr()?);
                     let max = app.settings.limits.max_body_bytes;
                     let t1 = tokio::spawn(server::serve_tls(

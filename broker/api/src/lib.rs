@@ -5,6 +5,8 @@
 //! `kind:value` (`dns:gw.example.com`, `ip:127.0.0.1`, `uri:tel:+4915112345678`,
 //! `email:a@example.com`, `permanent-identifier:C02XK0AAJGH5`).
 
+pub mod route;
+
 use serde::{Deserialize, Serialize};
 
 /// The media type of every error body (RFC 9457).

@@ -96,12 +96,7 @@ impl Domain {
             ));
         }
         let tenant = who.scope(new.tenant.as_deref())?;
-        if self.store.tenant(&tenant)?.is_none() {
-            return Err(DomainError::new(
-                ErrorKind::NotFound,
-                format!("no tenant {tenant}"),
-            ));
-        }
+        self.require_tenant(&tenant)?;
         for (what, v) in [
             ("serial", &new.serial),
             ("udid", &new.udid),

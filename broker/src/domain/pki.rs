@@ -442,7 +442,11 @@ impl Domain {
             &existing.tenant,
             "certificate.revoke",
             &existing.serial,
-            json!({ "reason": reason.as_str(), "profile": existing.profile }),
+            json!({
+                "reason": reason.as_str(),
+                "profile": existing.profile,
+                "device": existing.enrollment.as_ref().and_then(|e| e.device.clone()),
+            }),
         );
         let serial = existing.serial.clone();
         let rec = self

@@ -218,6 +218,18 @@ impl Domain {
         Ok(t)
     }
 
+    /// # Errors
+    /// NotFound when there is no tenant `id`.
+    pub fn require_tenant(&self, id: &str) -> DomainResult<()> {
+        if self.store.tenant(id)?.is_none() {
+            return Err(DomainError::new(
+                ErrorKind::NotFound,
+                format!("no tenant {id}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every tenant (operators) or the caller's own.
     ///
     /// # Errors

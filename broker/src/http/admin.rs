@@ -41,6 +41,7 @@ async fn register_device(
     ApiJson(req): ApiJson<crate::domain::devices::NewDevice>,
 ) -> Result<(StatusCode, axum::Json<model::Device>), ApiError> {
     let d = s.domain.register_device(&who, req).await?;
+    s.posture.device_registered(&who, &d).await?;
     Ok((StatusCode::CREATED, axum::Json(d)))
 }
 
@@ -198,7 +199,7 @@ async fn revoke(
             .parse::<RevocationReason>()
             .map_err(|e| ApiError::malformed(e.to_string()))?,
     };
-    let r = s.domain.revoke(&who, &serial, reason).await?;
+    let r = s.posture.revoke_credential(&who, &serial, reason).await?;
     Ok(axum::Json(certificate_view(&r, None)))
 }
 

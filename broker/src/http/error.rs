@@ -102,14 +102,21 @@ fn title(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("Error").to_owned()
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Problem {
+impl ApiError {
+    /// The problem document this error is sent as.
+    pub fn problem(&self) -> Problem {
+        Problem {
             type_: format!("{PROBLEM_TYPE_PREFIX}{}", self.kind),
             title: title(self.status),
             status: self.status.as_u16(),
-            detail: Some(self.detail),
-        };
+            detail: Some(self.detail.clone()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.problem();
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (self.status, bytes).into_response();
         resp.headers_mut()

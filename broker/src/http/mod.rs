@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod pki;
+pub mod posture;
 
 use std::sync::Arc;
 
@@ -30,12 +31,22 @@ pub struct AppState {
     pub domain: Arc<Domain>,
     /// ACME.
     pub acme: Arc<crate::domain::acme::Acme>,
+    /// Posture, routing, policy.
+    pub posture: Arc<crate::domain::posture::Posture>,
 }
 
 impl AppState {
-    /// The state for a domain and its ACME service.
-    pub fn new(domain: Arc<Domain>, acme: Arc<crate::domain::acme::Acme>) -> Self {
-        AppState { domain, acme }
+    /// The state for a domain, its ACME service and its posture service.
+    pub fn new(
+        domain: Arc<Domain>,
+        acme: Arc<crate::domain::acme::Acme>,
+        posture: Arc<crate::domain::posture::Posture>,
+    ) -> Self {
+        AppState {
+            domain,
+            acme,
+            posture,
+        }
     }
 }
 
@@ -88,7 +99,10 @@ async fn read_body_first(
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     finish(
-        common_routes().merge(admin::routes()).merge(acme::routes()),
+        common_routes()
+            .merge(admin::routes())
+            .merge(acme::routes())
+            .merge(posture::routes()),
         state,
         max_body_bytes,
     )

@@ -33,7 +33,8 @@ async fn harness() -> Harness {
     let acme = Arc::new(
         postern_broker::domain::acme::Acme::new(Arc::clone(&domain), Default::default()).unwrap(),
     );
-    let app = router(AppState::new(Arc::clone(&domain), acme), MAX_BODY);
+    let posture = app::ephemeral_posture(&domain).unwrap();
+    let app = router(AppState::new(Arc::clone(&domain), acme, posture), MAX_BODY);
     Harness { domain, store, app }
 }
 

@@ -51,6 +51,8 @@ pub struct Acme {
     nonces: nonce::Nonces,
     settings: AcmeSettings,
     http: reqwest::Client,
+    /// Where issued device certificates are recorded (posture, feed).
+    posture: std::sync::OnceLock<Arc<crate::domain::posture::Posture>>,
 }
 
 /// An authenticated request.
@@ -148,7 +150,18 @@ impl Acme {
             nonces: nonce::Nonces::default(),
             settings,
             http,
+            posture: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Connects the posture service: issued and revoked device certificates are recorded on
+    /// the device's posture record (and so in the feed) before ACME answers.
+    pub fn set_posture(&self, posture: Arc<crate::domain::posture::Posture>) {
+        let _ = self.posture.set(posture);
+    }
+
+    pub(super) fn posture(&self) -> Option<&Arc<crate::domain::posture::Posture>> {
+        self.posture.get()
     }
 
     /// The domain.

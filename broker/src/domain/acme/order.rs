@@ -482,6 +482,7 @@ impl Acme {
                 Some(enrollment.clone()),
             )?;
             let serial = prepared.issued.record.serial.clone();
+            let issued_record = prepared.issued.record.clone();
             let mut done = order.clone();
             done.status = OrderStatus::Valid;
             done.certificate = Some(serial.clone());
@@ -504,6 +505,13 @@ impl Acme {
                 )?;
             }
             if self.commit(txn).await? {
+                if let Some(posture) = self.posture()
+                    && let Err(e) = posture.credential_issued(&who, &issued_record).await
+                {
+                    // the certificate is issued and stored; the posture catches up at the
+                    // device's next handshake, which records the credential first
+                    tracing::error!(serial = %serial, error = %e, "posture not updated");
+                }
                 return Ok(done);
             }
             // lost a race: on the order (another finalize), the device record, or a serial
@@ -633,7 +641,12 @@ impl Acme {
                 .as_ref()
                 .map_or("certificate-key", |a| a.id.as_str()),
         );
-        self.domain.revoke_record(&who, rec, reason).await?;
+        let revoked = self.domain.revoke_record(&who, rec, reason).await?;
+        if let Some(posture) = self.posture()
+            && let Err(e) = posture.credential_revoked(&who, &revoked).await
+        {
+            tracing::error!(serial = %revoked.serial, error = %e, "posture not updated");
+        }
         Ok(())
     }
 }

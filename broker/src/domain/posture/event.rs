@@ -182,6 +182,12 @@ pub enum EventKind {
         user: String,
     },
     /// A gateway reported a capability of the recipient; nothing proved it.
+    /// The messaging addresses (`tel:`, `im:`, ...) that route to this device, as the source
+    /// knows them now; replaces the set an older event gave.
+    AddressesAssigned {
+        /// The addresses.
+        addresses: Vec<Address>,
+    },
     CapabilityReported {
         /// The capability.
         capability: CapabilityReport,
@@ -382,6 +388,15 @@ pub fn apply(record: &mut PostureRecord, event: &PostureEvent) -> Applied {
         EventKind::UserDeactivated { user } => {
             if record.user.as_ref() == Some(user) {
                 keep_earliest(&mut record.user_deactivated, stamp);
+            }
+        }
+        EventKind::AddressesAssigned { addresses } => {
+            if stamp.supersedes(record.addresses_stamp.as_ref()) {
+                let mut a = addresses.clone();
+                a.sort();
+                a.dedup();
+                record.addresses = a;
+                record.addresses_stamp = Some(stamp);
             }
         }
         EventKind::CapabilityReported { capability } => report(record, capability, stamp),

@@ -2,7 +2,17 @@
 //!
 //! [`policy`] is the pure part: the per-tenant routing policy (message classes, fallback
 //! ladder, kill switches) and the evaluation that turns a device's posture into a transport.
+//! [`record`] and [`event`] are the device's posture record, its assessment, and the one
+//! normalized event every adapter produces. [`service`] keeps the records (with the feed and
+//! the tenant's rules), [`route`] decides and signs routes, [`handshake`] takes the signed
+//! capability statements of messaging clients, [`cascade`] revokes and queries the audit log.
 
+pub mod cascade;
 pub mod event;
+pub mod handshake;
 pub mod policy;
 pub mod record;
+pub mod route;
+pub mod service;
+
+pub use service::Posture;

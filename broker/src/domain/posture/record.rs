@@ -48,6 +48,9 @@ pub struct PostureRecord {
     /// The user's messaging addresses that route to this device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Address>,
+    /// The event that set `addresses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses_stamp: Option<Stamp>,
     /// Hardware and MDM identifiers.
     #[serde(default)]
     pub identifiers: DeviceIdentifiers,
@@ -463,6 +466,7 @@ impl PostureRecord {
             device_id: device_id.to_owned(),
             user: None,
             addresses: Vec::new(),
+            addresses_stamp: None,
             identifiers: DeviceIdentifiers::default(),
             registered_at: None,
             mdm: MdmState::default(),
