@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod devices;
 pub mod error;
+pub mod gateway_cert;
 pub mod pki;
 pub mod posture;
 pub mod tenancy;

@@ -88,7 +88,10 @@ async fn read_body_first(
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     finish(
-        common_routes().merge(admin::routes()).merge(acme::routes()),
+        common_routes()
+            .merge(admin::routes())
+            .merge(acme::routes())
+            .merge(auth::routes()),
         state,
         max_body_bytes,
     )
