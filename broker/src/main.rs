@@ -365,7 +365,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .ensure_bootstrap_token(dangerous_token.as_deref())
         .await?;
     let (chain, key) = app::ensure_tls(&app).await?;
-    let tls = Arc::new(server::tls_config(chain, key)?);
+    let tls = Arc::new(server::tls_config_with_client_auth(
+        chain,
+        key,
+        app.domain.pki().issuer().certificate().der(),
+    )?);
     let state = AppState::new(
         Arc::clone(&app.domain),
         Arc::clone(&app.acme),

@@ -233,7 +233,7 @@ pub struct AuditEntry {
     pub time: OffsetDateTime,
     /// The tenant it concerns.
     pub tenant: String,
-    /// Who acted: `token:<id>`, `cli`, `system`.
+    /// Who acted: `token:<id>`, `cert:<serial>`, `cli`, `system`.
     pub actor: String,
     /// What happened: `certificate.issue`, `certificate.revoke`, `tenant.create`, ...
     pub action: String,

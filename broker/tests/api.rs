@@ -17,3 +17,6 @@ mod app;
 
 #[path = "api/acme.rs"]
 mod acme;
+
+#[path = "api/mtls.rs"]
+mod mtls;

@@ -354,7 +354,7 @@ mod tests {
             ("tls-server", vec![SubjectName::Dns("localhost".into())]),
             (
                 "gateway-client",
-                vec![SubjectName::Dns("gw.example".into())],
+                vec![SubjectName::Uri("urn:postern:gateway:default:gw-1".into())],
             ),
             ("ocsp-signer", vec![]),
         ];
@@ -381,6 +381,11 @@ mod tests {
             if profile == "messaging-identity" {
                 assert!(cert.extended_key_usage().unwrap().is_none());
                 assert!(!ku.key_encipherment() && !ku.non_repudiation());
+            }
+            if profile == "gateway-client" {
+                let eku = cert.extended_key_usage().unwrap().unwrap().value;
+                assert!(eku.client_auth && !eku.server_auth && !eku.any && eku.other.is_empty());
+                assert!(!ku.key_encipherment() && !ku.key_agreement());
             }
             if profile == "ocsp-signer" {
                 assert!(

@@ -173,15 +173,18 @@ impl Profile {
                 ocsp_nocheck: false,
                 key_algorithms: vec![],
             },
+            // a routing gateway's mTLS identity: `urn:postern:gateway:<tenant>:<name>` (the
+            // broker checks the form and the tenant), optionally its host names; short-lived,
+            // and checked against the store on every request it authenticates
             "gateway-client" => Profile {
                 name: name.into(),
                 key_usages: vec![KeyUsage::DigitalSignature],
                 extended_key_usages: vec![ExtendedKeyUsage::ClientAuth],
-                default_validity: Duration::from_secs(90 * DAY),
-                max_validity: Duration::from_secs(397 * DAY),
+                default_validity: Duration::from_secs(30 * DAY),
+                max_validity: Duration::from_secs(90 * DAY),
                 names: AllowedNames {
                     dns: true,
-                    uri_schemes: vec!["urn".into(), "https".into()],
+                    uri_schemes: vec!["urn".into()],
                     ..AllowedNames::default()
                 },
                 require_name: true,
@@ -276,6 +279,18 @@ mod tests {
         assert_eq!(p.key_usages, vec![KeyUsage::DigitalSignature]);
         assert!(p.max_validity <= Duration::from_secs(30 * DAY));
         assert!(!p.allows_key(SubjectKeyKind::Rsa));
+    }
+
+    #[test]
+    fn gateway_client_is_client_auth_only_and_short_lived() {
+        let p = Profile::builtin("gateway-client").unwrap();
+        assert_eq!(p.key_usages, vec![KeyUsage::DigitalSignature]);
+        assert_eq!(p.extended_key_usages, vec![ExtendedKeyUsage::ClientAuth]);
+        assert_eq!(p.default_validity, Duration::from_secs(30 * DAY));
+        assert_eq!(p.max_validity, Duration::from_secs(90 * DAY));
+        assert_eq!(p.names.uri_schemes, vec!["urn".to_owned()]);
+        assert!(p.require_name && !p.names.ip && !p.names.email);
+        assert!(!p.ocsp_nocheck);
     }
 
     #[test]

@@ -418,14 +418,19 @@ exts_tls() { # LABEL SAN-REGEX...
 }
 
 exts_gateway() {
-    local c=$OUT/leaf-gateway.pem san ku eku
+    local c=$OUT/leaf-gateway.pem san ku eku start end days
     san=$(ext_values "$c" subjectAltName)
     ku=$(ext_values "$c" keyUsage)
     eku=$(ext_values "$c" extendedKeyUsage)
     printf 'SAN: %s\nKU: %s\nEKU: %s\n' "$san" "$ku" "$eku"
-    expect_eq "$san" "DNS:gw.example.com" "subjectAltName" || return 1
+    expect_eq "$san" "URI:$GATEWAY_URN, DNS:gw.example.com" "subjectAltName (from the CSR)" || return 1
     expect_eq "$ku" "Digital Signature" "keyUsage" || return 1
-    expect_eq "$eku" "TLS Web Client Authentication" "extendedKeyUsage" || return 1
+    expect_eq "$eku" "TLS Web Client Authentication" "extendedKeyUsage (clientAuth only)" || return 1
+    start=$(openssl x509 -in "$c" -noout -startdate | sed 's/^notBefore=//')
+    end=$(openssl x509 -in "$c" -noout -enddate | sed 's/^notAfter=//')
+    days=$((($(date -d "$end" +%s) - $(date -d "$start" +%s)) / 86400))
+    echo "validity: $start .. $end ($days days)"
+    expect_eq "$days" 30 "default validity in days" || return 1
 }
 
 exts_ocsp_signer() {
@@ -619,7 +624,9 @@ csr tls-rsa "/CN=rsa.example"
 # a real-world CSR: SANs plus a subjectKeyIdentifier request, no names in the API call
 csr tls-ski "/CN=ski.example" -addext "subjectAltName=DNS:ski.example,IP:127.0.0.1" \
     -addext "subjectKeyIdentifier=hash"
-csr gateway "/CN=gw.example.com"
+# the gateway names itself in its CSR: urn:postern:gateway:<tenant>:<name>, plus a host name
+GATEWAY_URN=urn:postern:gateway:default:gw-conformance
+csr gateway "/CN=gw-conformance" -addext "subjectAltName=URI:$GATEWAY_URN,DNS:gw.example.com"
 csr ocsp-signer "/CN=ignored"
 
 MSG_NAMES='["uri:tel:+4915112345678","uri:urn:postern:device:abc"]'
@@ -635,8 +642,8 @@ check "issue tls-server (RSA-2048)" \
     issue tls-rsa tls-server "$K/tls-rsa.csr" '["dns:rsa.example"]' ""
 check "issue tls-server (CSR with SANs and a subjectKeyIdentifier request, names from the CSR)" \
     issue tls-ski tls-server "$K/tls-ski.csr" null ""
-check "issue gateway-client (P-256)" \
-    issue gateway gateway-client "$K/gateway.csr" '["dns:gw.example.com"]' ""
+check "issue gateway-client (P-256, gateway URN and DNS name from the CSR)" \
+    issue gateway gateway-client "$K/gateway.csr" null ""
 check "issue ocsp-signer (P-256, common_name only)" \
     issue ocsp-signer ocsp-signer "$K/ocsp-signer.csr" null "postern conformance OCSP signer"
 
@@ -657,7 +664,7 @@ check "messaging-identity Ed25519 extensions (tel/urn URIs, digitalSignature onl
 check "tls-server P-256 extensions (DNS + IP, serverAuth)" exts_tls tls-p256 'DNS:host\.example' 'IP Address:127\.0\.0\.1'
 check "tls-server RSA extensions (DNS, serverAuth)" exts_tls tls-rsa 'DNS:rsa\.example'
 check "tls-server SKI CSR extensions (names taken from the CSR)" exts_tls tls-ski 'DNS:ski\.example' 'IP Address:127\.0\.0\.1'
-check "gateway-client extensions (DNS, clientAuth)" exts_gateway
+check "gateway-client extensions (gateway URN + DNS, clientAuth only, 30 days)" exts_gateway
 check "ocsp-signer extensions (OCSP Signing, OCSP No Check)" exts_ocsp_signer
 for l in "${LEAVES[@]}"; do
     if [ "$l" = ocsp-signer ]; then
@@ -690,6 +697,93 @@ for l in "${LEAVES[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
+step "4b. gateways over mutual TLS"
+# The HTTPS listener asks for an optional client certificate chained to the issuing CA. With no
+# Authorization header, a gateway-client certificate authenticates its tenant's gateway.
+GATEWAY_SERIAL=$(jq -r '.serial // empty' "$OUT/leaf-gateway.json" 2>/dev/null || true)
+whoami_is_gateway() { # FILE: the body of GET /v1/whoami says the default tenant's gateway
+    local want
+    want=$(jq -cn --arg actor "cert:$GATEWAY_SERIAL" '{tenant: "default", role: "gateway", actor: $actor}')
+    expect_eq "$(jq -cS . "$1" 2>&1)" "$(jq -cS . <<<"$want")" "principal" || return 1
+}
+mtls_curl() {
+    have_leaf gateway || { echo "no gateway-client certificate was issued"; return 1; }
+    local f=$OUT/whoami-curl.json
+    http GET "$(https_url /v1/whoami)" "$f" --cert "$OUT/leaf-gateway.chain.pem" --key "$K/gateway.key"
+    show_response "$f"
+    expect_eq "$HTTP_STATUS" 200 "HTTP status" || return 1
+    whoami_is_gateway "$f"
+}
+check "curl --cert (gateway-client, no token) GET /v1/whoami -> the default tenant's gateway, actor cert:<serial>" mtls_curl
+mtls_s_client() {
+    have_leaf gateway || { echo "no gateway-client certificate was issued"; return 1; }
+    local out body
+    out=$(printf 'GET /v1/whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+        timeout 20 openssl s_client -connect "127.0.0.1:$P_HTTPS" -servername localhost \
+            -CAfile "$OUT/root.pem" -verify_return_error -cert "$OUT/leaf-gateway.pem" \
+            -key "$K/gateway.key" -ign_eof 2>&1) || {
+        echo "$out"
+        return 1
+    }
+    echo "$out"
+    # the server names the issuing CA as the one client certificates must chain to
+    expect_grep "$out" 'Acceptable client certificate CA names' "the CertificateRequest's CA names" || return 1
+    local cn names
+    cn=$(openssl x509 -in "$OUT/issuing-only.pem" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')
+    names=$(sed -n '/Acceptable client certificate CA names/,/^Requested Signature Algorithms/p' <<<"$out")
+    grep -Fq -- "$cn" <<<"$names" || { echo "the issuing CA ($cn) is not among them"; return 1; }
+    expect_grep "$out" 'Verify return code: 0 \(ok\)' "the server certificate verified" || return 1
+    expect_grep "$out" '^HTTP/1\.1 200' "HTTP/1.1 200" || return 1
+    # the body has no final newline, so s_client's next line follows it on the same line
+    body=$(grep -oE '^\{.*\}' <<<"$out" | head -1)
+    printf '%s\n' "$body" >"$OUT/whoami-s_client.json"
+    whoami_is_gateway "$OUT/whoami-s_client.json"
+}
+check "openssl s_client -cert (gateway-client) GET /v1/whoami over HTTP/1.1 -> the gateway principal" mtls_s_client
+expect_whoami_401() { # NAME DETAIL-REGEX CURL-ARGS...
+    local name=$1 detail=$2 f=$OUT/whoami-$1.json
+    shift 2
+    http GET "$(https_url /v1/whoami)" "$f" "$@"
+    show_response "$f"
+    expect_eq "$HTTP_STATUS" 401 "HTTP status" || return 1
+    expect_grep "$HTTP_CT" '^application/problem\+json' "content type application/problem+json" || return 1
+    expect_eq "$(jq -r .type "$f")" urn:postern:problem:unauthorized "problem type" || return 1
+    expect_grep "$(jq -r .detail "$f")" "$detail" "detail" || return 1
+}
+check "curl --cert (device-identity of the same CA) GET /v1/whoami -> 401: not a gateway certificate" \
+    expect_whoami_401 device '^client certificate refused: a device-identity certificate is not a gateway certificate$' \
+    --cert "$OUT/leaf-device.pem" --key "$K/device.key"
+check "GET /v1/whoami with neither certificate nor token -> 401" \
+    expect_whoami_401 anonymous '^a bearer token or a gateway client certificate is required$'
+mtls_foreign() {
+    local d=$OUT/foreign-gw out rc=0
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" \
+        -out "$d/ca.pem" -subj "/CN=not postern" -days 1 \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null || return 1
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/gw.key" \
+        -out "$d/gw.csr" -subj "/CN=gw-conformance" 2>/dev/null || return 1
+    printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\nsubjectAltName=URI:%s\n' "$GATEWAY_URN" >"$d/ext.cnf"
+    openssl x509 -req -in "$d/gw.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -extfile "$d/ext.cnf" -out "$d/gw.pem" -days 1 2>/dev/null || return 1
+    # curl gets no response (curl 7.88 reports the TLS 1.3 alert as a failed getpeername)
+    out=$(curl -sS --max-time 20 --cacert "$OUT/root.pem" --cert "$d/gw.pem" --key "$d/gw.key" \
+        -o "$d/response" -w '%{http_code}' "$(https_url /v1/whoami)" 2>&1) || rc=$?
+    echo "$out"
+    echo "(curl exit $rc)"
+    [ "$rc" -ne 0 ] || { echo "the request went through:"; cat "$d/response"; return 1; }
+    [ ! -s "$d/response" ] || { echo "a response came back:"; cat "$d/response"; return 1; }
+    # s_client names the alert
+    out=$(printf 'GET /v1/whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+        timeout 20 openssl s_client -connect "127.0.0.1:$P_HTTPS" -servername localhost \
+            -CAfile "$OUT/root.pem" -cert "$d/gw.pem" -key "$d/gw.key" -ign_eof 2>&1) || true
+    echo "$out"
+    expect_grep "$out" 'alert unknown ca' "a TLS unknown_ca alert" || return 1
+    expect_no_grep "$out" '^HTTP/1\.1' "an HTTP response" || return 1
+}
+check "curl and s_client --cert (a gateway URN certificate from another CA) -> the handshake fails with unknown_ca" mtls_foreign
+
+# ---------------------------------------------------------------------------------------------
 step "5. revocation and the CRL"
 REVOKED=gateway
 LIVE=tls-p256
@@ -706,6 +800,9 @@ revoke_leaf() {
 }
 check "revoke $REVOKED ($REVOKED_SERIAL) with keyCompromise -> 200" revoke_leaf
 check "GET /v1/admin/certificates/{serial} of $REVOKED -> revoked, keyCompromise" check_revoked_api "$REVOKED"
+check "curl --cert (the revoked gateway-client) GET /v1/whoami -> 401 on the next request" \
+    expect_whoami_401 revoked-gateway "^client certificate refused: certificate $REVOKED_SERIAL is revoked\$" \
+    --cert "$OUT/leaf-gateway.chain.pem" --key "$K/gateway.key"
 
 revoke_again() {
     admin POST "/v1/admin/certificates/$REVOKED_SERIAL/revoke" "$OUT/revoke-again.json" \

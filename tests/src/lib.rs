@@ -76,7 +76,11 @@ impl Broker {
                     let app = app::open(settings, Arc::new(SystemClock)).await?;
                     app.domain.ensure_bootstrap_token(Some(ADMIN_TOKEN)).await?;
                     let (chain, key) = app::ensure_tls(&app).await?;
-                    let tls = Arc::new(server::tls_config(chain, key)?);
+                    let tls = Arc::new(server::tls_config_with_client_auth(
+                        chain,
+                        key,
+                        app.domain.pki().issuer().certificate().der(),
+                    )?);
                     let state = AppState::new(
                         Arc::clone(&app.domain),
                         Arc::clone(&app.acme),
@@ -168,20 +172,65 @@ impl Drop for Broker {
 /// # Errors
 /// When the PEM holds no certificate.
 pub fn client_trusting(root_pem: &str) -> anyhow::Result<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    for block in pem_der_blocks(root_pem) {
-        roots.add(rustls::pki_types::CertificateDer::from(block))?;
-    }
-    // reqwest consults the process-wide provider too; ring is the only one compiled in
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let cfg = client_config(root_pem, None)?;
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(cfg)
         .build()?)
+}
+
+/// An HTTPS client that trusts exactly the given root PEM and presents `chain_pem` (leaf
+/// first) with the PKCS#8 key `key_pem` as its TLS client certificate.
+///
+/// # Errors
+/// When a PEM holds no certificate or key, or rustls refuses the identity.
+pub fn client_with_identity(
+    root_pem: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<reqwest::Client> {
+    let cfg = client_config(root_pem, Some((chain_pem, key_pem)))?;
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .build()?)
+}
+
+/// A rustls client configuration (ring) trusting exactly `root_pem`, with an optional client
+/// identity: a certificate chain PEM (leaf first) and a PKCS#8 key PEM.
+///
+/// # Errors
+/// When a PEM holds no certificate or key, or rustls refuses the identity.
+pub fn client_config(
+    root_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for block in pem_der_blocks(root_pem) {
+        roots.add(CertificateDer::from(block))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "no certificate in the root PEM");
+    // reqwest consults the process-wide provider too; ring is the only one compiled in
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain_pem, key_pem)) => {
+            let chain: Vec<CertificateDer<'static>> = pem_der_blocks(chain_pem)
+                .into_iter()
+                .map(CertificateDer::from)
+                .collect();
+            anyhow::ensure!(!chain.is_empty(), "no certificate in the client chain PEM");
+            let key = pem_der_blocks(key_pem)
+                .into_iter()
+                .next()
+                .context("no key in the client key PEM")?;
+            builder
+                .with_client_auth_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)))?
+        }
+    })
 }
 
 /// The DER contents of every PEM block in `text`, in order.

@@ -182,3 +182,14 @@ pub struct AuditEntry {
     /// This entry's hash.
     pub hash: String,
 }
+
+/// `GET /v1/whoami`: who the request authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// The tenant the caller acts for.
+    pub tenant: String,
+    /// `admin`, `gateway`, `mdm`, `scim` or `device`.
+    pub role: String,
+    /// `token:<id>` for a bearer token, `cert:<serial>` for a gateway client certificate.
+    pub actor: String,
+}

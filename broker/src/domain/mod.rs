@@ -11,6 +11,7 @@ pub mod clock;
 pub mod devices;
 pub mod error;
 pub mod feed;
+pub mod gateway_cert;
 pub mod keys;
 pub mod pki;
 pub mod posture;

@@ -332,6 +332,9 @@ impl Domain {
         enrollment: Option<crate::model::Enrollment>,
     ) -> DomainResult<PreparedCertificate> {
         let profile = self.profile(profile_name)?;
+        if profile.name == super::gateway_cert::GATEWAY_CLIENT_PROFILE {
+            super::gateway_cert::check_names(tenant, names)?;
+        }
         let now = self.clock.now();
         let serial = issue::random_serial()?;
         let issued = issue::issue(

@@ -24,7 +24,7 @@ pub struct Principal {
     pub tenant: String,
     /// Its role.
     pub role: Role,
-    /// `token:<id>`, `cli` or `system`.
+    /// `token:<id>`, `cert:<serial>` (a gateway client certificate), `cli` or `system`.
     pub actor_id: String,
 }
 
@@ -423,5 +423,61 @@ impl Domain {
         );
         self.write(move |s| s.put_token(&record, draft)).await?;
         Ok(generated.then_some(secret))
+    }
+}
+
+impl Domain {
+    /// Authenticates a TLS client certificate (DER, as the handshake presented it) as a routing
+    /// gateway. The certificate must be one postern issued (its serial finds a stored record
+    /// whose DER is byte for byte the one presented), of the `gateway-client` profile, not
+    /// revoked and inside its validity at this moment. Its tenant comes from the record; the
+    /// principal has role `gateway` and actor `cert:<serial>`. The check runs on every request,
+    /// so a revocation refuses the next request, also on a connection opened before it.
+    ///
+    /// # Errors
+    /// Unauthorized naming why the certificate is refused; store failures.
+    pub fn authenticate_certificate(&self, der: &[u8]) -> DomainResult<Principal> {
+        use x509_parser::prelude::{FromDer as _, X509Certificate};
+        let refused = |why: String| {
+            DomainError::new(
+                ErrorKind::Unauthorized,
+                format!("client certificate refused: {why}"),
+            )
+        };
+        let not_ours = || refused("not issued by this postern".into());
+        let serial = match X509Certificate::from_der(der) {
+            Ok(([], cert)) => hex::encode(cert.raw_serial()),
+            _ => return Err(refused("not a DER X.509 certificate".into())),
+        };
+        let Some(rec) = self.store.certificate(&serial)? else {
+            return Err(not_ours());
+        };
+        let stored =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &rec.der_b64)
+                .map_err(|e| DomainError::internal(format!("stored certificate {serial}: {e}")))?;
+        if !ct_eq(&stored, der) {
+            return Err(not_ours());
+        }
+        if rec.profile != super::gateway_cert::GATEWAY_CLIENT_PROFILE {
+            return Err(refused(format!(
+                "a {} certificate is not a gateway certificate",
+                rec.profile
+            )));
+        }
+        if let crate::model::CertificateStatus::Revoked { .. } = rec.status {
+            return Err(refused(format!("certificate {serial} is revoked")));
+        }
+        let now = self.clock.now();
+        if now > rec.not_after {
+            return Err(refused(format!("certificate {serial} has expired")));
+        }
+        if now < rec.not_before {
+            return Err(refused(format!("certificate {serial} is not valid yet")));
+        }
+        Ok(Principal {
+            tenant: rec.tenant,
+            role: Role::Gateway,
+            actor_id: format!("cert:{serial}"),
+        })
     }
 }

@@ -102,6 +102,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         common_routes()
             .merge(admin::routes())
             .merge(acme::routes())
+            .merge(auth::routes())
             .merge(posture::routes()),
         state,
         max_body_bytes,
