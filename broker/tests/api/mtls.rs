@@ -195,7 +195,11 @@ async fn the_caller_is_the_bearer_token_or_else_the_client_certificate() {
     let acme = Arc::new(
         postern_broker::domain::acme::Acme::new(Arc::clone(&h.domain), Default::default()).unwrap(),
     );
-    let app = router(AppState::new(Arc::clone(&h.domain), acme), 64 * 1024);
+    let posture = postern_broker::app::ephemeral_posture(&h.domain).unwrap();
+    let app = router(
+        AppState::new(Arc::clone(&h.domain), acme, posture),
+        64 * 1024,
+    );
     let (serial, der) = h.gateway().await;
 
     let r = whoami(&app, Some(&der), None).await;
