@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # postern conformance: runs the real broker and checks what it produces with independent
-# tools (openssl 3, pkilint, curl, jq), and drives its ACME server with certbot.
+# tools (openssl 3, pkilint, curl, jq, Python jwcrypto), and drives its ACME server with certbot.
 #
 #   bash tests/conformance/run.sh
 #
@@ -11,7 +11,8 @@
 #   CONFORMANCE_KEEP=1 keep the broker's temporary data directory
 #   VERBOSE=1          print each check's output on PASS too
 #
-# Every check prints "PASS <name>" or "FAIL <name>" (with the tool output); the last line is
+# Every check prints "PASS <name>" or "FAIL <name>" (with the tool output), or "SKIP <name>: why"
+# when this broker lacks what it checks; the last line is
 # "conformance: N passed, M failed", and the exit status is non-zero when M > 0.
 
 set -euo pipefail
@@ -61,6 +62,13 @@ check() {
     fi
     rm -f "$log"
     return 0
+}
+
+# skip NAME REASON: a check that cannot run against this broker, with why
+SKIPPED_NAMES=()
+skip() {
+    SKIPPED_NAMES+=("$1: $2")
+    printf 'SKIP  %s: %s\n' "$1" "$2"
 }
 
 # assertion helpers for check bodies: they print what they saw and return 1
@@ -116,7 +124,7 @@ ensure_tools() {
     fi
     # pkilint (and h2, for the HTTP/2 probe, and certbot, the ACME client) in a venv; idempotent
     if [ -x "$VENV/bin/lint_pkix_cert" ] && [ -x "$VENV/bin/certbot" ] &&
-        "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not (m.version("pkilint").startswith("0.13.") and m.version("h2").startswith("4.") and m.version("certbot").startswith("5.")))' 2>/dev/null; then
+        "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not (m.version("pkilint").startswith("0.13.") and m.version("h2").startswith("4.") and m.version("certbot").startswith("5.") and m.version("jwcrypto").startswith("1.")))' 2>/dev/null; then
         :
     else
         if ! "$VENV/bin/python" -c '' 2>/dev/null; then
@@ -128,12 +136,13 @@ ensure_tools() {
                 python3 -m venv "$VENV"
             fi
         fi
-        info "installing pkilint 0.13.x, h2 4.x and certbot 5.x into $VENV"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'pkilint>=0.13,<0.14' 'h2>=4,<5' 'certbot>=5,<6' </dev/null
+        info "installing pkilint 0.13.x, h2 4.x, certbot 5.x and jwcrypto 1.x into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'pkilint>=0.13,<0.14' 'h2>=4,<5' 'certbot>=5,<6' 'jwcrypto>=1.5,<2' </dev/null
     fi
     info "$(openssl version)"
     info "pkilint $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pkilint"))')"
     info "$("$VENV/bin/certbot" --version 2>&1)"
+    info "jwcrypto $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("jwcrypto"))')"
     info "$(curl --version | head -1)"
     info "$(jq --version)"
 }
@@ -784,6 +793,53 @@ mtls_foreign() {
 check "curl and s_client --cert (a gateway URN certificate from another CA) -> the handshake fails with unknown_ca" mtls_foreign
 
 # ---------------------------------------------------------------------------------------------
+step "4c. signed answers verified by jwcrypto"
+# A gateway keeps a route decision's JWS as evidence; Python jwcrypto verifies it with the key the
+# broker publishes in /.well-known/jwks.json, as a relying party that trusts nothing of postern's
+# code would. The feed's checkpoint JWS is checked the same way where the broker serves it.
+route_jws() {
+    local f=$OUT/route-gateway-token.json gw
+    admin POST /v1/admin/tokens "$f" -H 'Content-Type: application/json' \
+        --data '{"tenant": "default", "role": "gateway", "label": "conformance gateway"}'
+    show_response "$f"
+    expect_eq "$HTTP_STATUS" 201 "POST /v1/admin/tokens (gateway)" || return 1
+    gw=$(jq -r .token "$f")
+    f=$OUT/route-decision.json
+    http POST "$(https_url /v1/route)" "$f" -H "Authorization: Bearer $gw" -H 'Content-Type: application/json' \
+        --data '{"recipient": "tel:+15555550100", "message_class": "public", "thread_id": "conformance-1"}'
+    show_response "$f"
+    expect_eq "$HTTP_STATUS" 200 "POST /v1/route" || return 1
+    # a recipient postern does not know gets the policy's safe fallback, signed all the same
+    expect_eq "$(jq -r .transport "$f")" sms_notify_only "transport" || return 1
+    jq -r .jws "$f" >"$OUT/route-decision.jws"
+    http GET "$(https_url /.well-known/jwks.json)" "$OUT/jwks.json"
+    show_response "$OUT/jwks.json"
+    expect_eq "$HTTP_STATUS" 200 "GET /.well-known/jwks.json" || return 1
+    run_show "$VENV/bin/python" "$HERE/verify_jws.py" "$OUT/jwks.json" "$OUT/route-decision.jws" \
+        postern-route+jwt "$f"
+}
+check "a route decision's JWS verifies with jwcrypto against /.well-known/jwks.json, its payload is the JSON answer, and forgeries fail" route_jws
+checkpoint_absent() { # the router's own 404: this broker has no feed endpoints
+    http GET "$(https_url '/feed/v1/default/checkpoint?format=jws')" "$OUT/checkpoint-probe" \
+        -H "Authorization: Bearer $TOKEN"
+    [ "$HTTP_STATUS" = 404 ] && [ "$(jq -r .detail "$OUT/checkpoint-probe" 2>/dev/null)" = "no such resource" ]
+}
+checkpoint_jws() {
+    local f=$OUT/checkpoint.jws
+    http GET "$(https_url '/feed/v1/default/checkpoint?format=jws')" "$f" -H "Authorization: Bearer $TOKEN"
+    expect_eq "$HTTP_STATUS" 200 "GET /feed/v1/default/checkpoint?format=jws" || { show_response "$f"; return 1; }
+    expect_grep "$HTTP_CT" '^application/jose' "content type application/jose" || return 1
+    [ -s "$OUT/jwks.json" ] || http GET "$(https_url /.well-known/jwks.json)" "$OUT/jwks.json"
+    run_show "$VENV/bin/python" "$HERE/verify_jws.py" "$OUT/jwks.json" "$f" postern-checkpoint+jws
+}
+if checkpoint_absent; then
+    skip "the feed checkpoint JWS verifies with jwcrypto" \
+        "this broker has no /feed/v1/{tenant}/checkpoint endpoint (the router answered 404 no such resource)"
+else
+    check "the feed checkpoint JWS verifies with jwcrypto against /.well-known/jwks.json, and forgeries fail" checkpoint_jws
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "5. revocation and the CRL"
 REVOKED=gateway
 LIVE=tls-p256
@@ -1317,6 +1373,10 @@ check "postern ca show (offline) reports the same root" ca_show
 # ---------------------------------------------------------------------------------------------
 step "summary"
 info "artifacts in $OUT; $(($(date +%s) - STARTED)) s"
+if [ "${#SKIPPED_NAMES[@]}" -gt 0 ]; then
+    echo "skipped checks:"
+    for n in "${SKIPPED_NAMES[@]}"; do echo "  - $n"; done
+fi
 if [ "$FAILED" -gt 0 ]; then
     echo "failed checks:"
     for n in "${FAILED_NAMES[@]}"; do echo "  - $n"; done
