@@ -8,6 +8,7 @@ pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod feed;
 pub mod pki;
 
 use std::sync::Arc;
@@ -88,7 +89,10 @@ async fn read_body_first(
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     finish(
-        common_routes().merge(admin::routes()).merge(acme::routes()),
+        common_routes()
+            .merge(admin::routes())
+            .merge(acme::routes())
+            .merge(feed::routes()),
         state,
         max_body_bytes,
     )
