@@ -319,7 +319,7 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         let dev = summary.device.unwrap();
         let posture = &dev.record["posture"];
         assert!(posture["lost"].is_object(), "{}", dev.record);
-        assert_eq!(posture["credentials"][0]["revoked_at"].is_string(), true, "{}", dev.record);
+        assert!(posture["credentials"][0]["revoked_at"].is_string(), "{}", dev.record);
         assert_eq!(dev.record["assessment"]["assurance"], "unknown", "{}", dev.record);
         // tenant b's gateway cannot read tenant a's feed
         assert!(postern_broker::feed_verify::run(&opts(&gw_b), OffsetDateTime::now_utc()).await.is_err());
