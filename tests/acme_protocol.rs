@@ -1111,6 +1111,7 @@ fn revocation_by_account_and_by_certificate_key() {
             400,
             "alreadyRevoked",
         );
-        assert_eq!(env.audit_len().await, audit + 2);
+        // each revocation: its certificate.revoke entry and the device's posture.update
+        assert_eq!(env.audit_len().await, audit + 4);
     });
 }

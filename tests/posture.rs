@@ -304,6 +304,25 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         assert_eq!((d["transport"].as_str(), d["assurance"].as_str()), (Some("block"), Some("unknown")), "{d}");
         let (s, v) = handshake(&api, &statement(&key, &leaf, "handshake-0000000004")).await;
         assert_eq!(s, 401, "a revoked credential proves nothing: {v}");
+        // the feed: the gateway verifies the device's newest entry, signed and proven
+        let opts = |token: &str| postern_broker::feed_verify::Options {
+            url: broker.https.clone(),
+            tenant: "default".into(),
+            token: token.into(),
+            ca_pem: broker.root_pem().unwrap(),
+            state: Some(dir.path().join("gateway-state.json")),
+            device: Some(strong_id.clone()),
+            max_age: time::Duration::minutes(10),
+            origin: None,
+        };
+        let summary = postern_broker::feed_verify::run(&opts(&gw), OffsetDateTime::now_utc()).await.unwrap();
+        let dev = summary.device.unwrap();
+        let posture = &dev.record["posture"];
+        assert!(posture["lost"].is_object(), "{}", dev.record);
+        assert!(posture["credentials"][0]["revoked_at"].is_string(), "{}", dev.record);
+        assert_eq!(dev.record["assessment"]["assurance"], "unknown", "{}", dev.record);
+        // tenant b's gateway cannot read tenant a's feed
+        assert!(postern_broker::feed_verify::run(&opts(&gw_b), OffsetDateTime::now_utc()).await.is_err());
 
         // the audit log tells the device's story, route decisions included
         let (s, v) = api.get(&gw, &format!("/v1/audit?device={strong_id}&limit=1000")).await;

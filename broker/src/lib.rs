@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod feed_verify;
 pub mod http;
 pub mod keystore;
 pub mod model;

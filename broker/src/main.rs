@@ -57,6 +57,42 @@ enum Command {
     /// Routing policy commands.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Signed feed commands.
+    #[command(subcommand)]
+    Feed(FeedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FeedCommand {
+    /// Follow a tenant's feed as a gateway does: verify the checkpoint (note and JWS) with the
+    /// broker's JWK Set, consistency with the checkpoint in --state, and a device's proof;
+    /// exits non-zero on any failure and saves the verified checkpoint to --state.
+    Verify {
+        /// The broker's HTTPS base URL.
+        #[arg(long)]
+        url: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// A bearer token of the tenant (any role) or an operator's.
+        #[arg(long, env = "POSTERN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// PEM file of the CA that issued the broker's TLS certificate.
+        #[arg(long)]
+        ca_file: PathBuf,
+        /// File holding the checkpoint verified on the last run (created if missing).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// A device whose newest entry to verify.
+        #[arg(long)]
+        device: Option<String>,
+        /// The oldest checkpoint accepted, in seconds.
+        #[arg(long, default_value_t = 600)]
+        max_age_seconds: u32,
+        /// The broker's feed origin (`feed.origin`); the URL's host by default.
+        #[arg(long)]
+        origin: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +282,33 @@ async fn run() -> anyhow::Result<()> {
                 std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
             let policy = Policy::from_toml(&text).with_context(|| format!("{}", file.display()))?;
             print!("{}", policy.summary());
+            Ok(())
+        }
+        Command::Feed(FeedCommand::Verify {
+            url,
+            tenant,
+            token,
+            ca_file,
+            state,
+            device,
+            max_age_seconds,
+            origin,
+        }) => {
+            let ca_pem = std::fs::read_to_string(&ca_file)
+                .with_context(|| format!("{}", ca_file.display()))?;
+            let opts = postern_broker::feed_verify::Options {
+                url,
+                tenant,
+                token,
+                ca_pem,
+                state,
+                device,
+                max_age: time::Duration::seconds(i64::from(max_age_seconds)),
+                origin,
+            };
+            let summary =
+                postern_broker::feed_verify::run(&opts, time::OffsetDateTime::now_utc()).await?;
+            print!("{summary}");
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { id }) => {

@@ -20,3 +20,6 @@ mod acme;
 
 #[path = "api/mtls.rs"]
 mod mtls;
+
+#[path = "api/posture.rs"]
+mod posture;

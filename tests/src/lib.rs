@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
 use postern_broker::config::Settings;
-use postern_broker::domain::SystemClock;
+use postern_broker::domain::{Domain, SystemClock};
 use postern_broker::http::{self, AppState};
 use postern_broker::{app, server};
 
@@ -31,6 +31,8 @@ pub struct Broker {
     pub data_dir: PathBuf,
     stop: Option<watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The broker's domain and the runtime it runs on, for what has no HTTP API yet.
+    inside: (std::sync::Weak<Domain>, tokio::runtime::Handle),
 }
 
 impl Broker {
@@ -53,7 +55,11 @@ impl Broker {
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.http_listen = SocketAddr::from(([127, 0, 0, 1], 1));
         settings.validate()?;
-        let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<(SocketAddr, SocketAddr)>>();
+        type Ready = (
+            (SocketAddr, SocketAddr),
+            (std::sync::Weak<Domain>, tokio::runtime::Handle),
+        );
+        let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<Ready>>();
         let (stop_tx, stop_rx) = watch::channel(false);
         let thread = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -103,7 +109,11 @@ impl Broker {
                 };
                 match started.await {
                     Ok((addrs, app, t1, t2)) => {
-                        let _ = ready_tx.send(Ok(addrs));
+                        let inside = (
+                            Arc::downgrade(&app.domain),
+                            tokio::runtime::Handle::current(),
+                        );
+                        let _ = ready_tx.send(Ok((addrs, inside)));
                         let mut stop_rx = stop_rx;
                         let _ = stop_rx.changed().await;
                         let _ = t1.await;
@@ -118,7 +128,7 @@ impl Broker {
             // dropping the runtime ends every connection task, which releases the sled lock
             drop(rt);
         });
-        let (https, http) = ready_rx
+        let ((https, http), inside) = ready_rx
             .blocking_recv()
             .context("broker thread ended before it was ready")??;
         Ok(Broker {
@@ -127,7 +137,24 @@ impl Broker {
             data_dir: data_dir.to_path_buf(),
             stop: Some(stop_tx),
             thread: Some(thread),
+            inside,
         })
+    }
+
+    /// Runs `f` with the broker's domain on the broker's own runtime and returns its output:
+    /// for actions that have no HTTP API (such as appending to the feed).
+    ///
+    /// # Errors
+    /// When the task panics or the broker stops under it.
+    pub async fn run_inside<F, Fut, T>(&self, f: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(Arc<Domain>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (domain, runtime) = &self.inside;
+        let domain = domain.upgrade().context("the broker has stopped")?;
+        Ok(runtime.spawn(f(domain)).await?)
     }
 
     /// The root CA PEM that clients trust.

@@ -9,6 +9,8 @@ pub mod route;
 
 use serde::{Deserialize, Serialize};
 
+pub mod feed;
+
 /// The media type of every error body (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 

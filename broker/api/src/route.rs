@@ -88,7 +88,7 @@ pub struct BatchRouteAnswer {
 #[serde(untagged)]
 pub enum BatchItem {
     /// A decision.
-    Decision(RouteAnswer),
+    Decision(Box<RouteAnswer>),
     /// Why this request got no decision (an unknown message class, a malformed recipient).
     Error {
         /// The problem.

@@ -8,6 +8,7 @@ pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod feed;
 pub mod pki;
 pub mod posture;
 
@@ -103,7 +104,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(admin::routes())
             .merge(acme::routes())
             .merge(auth::routes())
-            .merge(posture::routes()),
+            .merge(posture::routes())
+            .merge(feed::routes()),
         state,
         max_body_bytes,
     )

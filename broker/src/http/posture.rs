@@ -148,7 +148,7 @@ async fn route_batch(
     let decisions = out
         .into_iter()
         .map(|r| match r {
-            Ok(a) => BatchItem::Decision(a),
+            Ok(a) => BatchItem::Decision(Box::new(a)),
             Err(e) => BatchItem::Error {
                 error: ApiError::from(e).problem(),
             },

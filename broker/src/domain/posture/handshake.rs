@@ -280,6 +280,7 @@ impl Posture {
             device_id: Some(device_id.clone()),
             identifiers: DeviceIdentifiers::default(),
         };
+        let mut events = Vec::with_capacity(2);
         if let (Some(sha), Some(dev)) = (
             &enr.evidence_sha256,
             self.domain.device_record(&cert.tenant, device_id)?,
@@ -294,7 +295,7 @@ impl Posture {
                     attestation: AttestationSummary::from_device_attestation(att),
                 },
             };
-            self.apply_event(who, &cert.tenant, &e).await?;
+            events.push(e);
         }
         let e = PostureEvent {
             source,
@@ -320,7 +321,9 @@ impl Posture {
                 },
             },
         };
-        self.apply_event(who, &cert.tenant, &e).await?;
+        events.push(e);
+        self.apply_device_events(who, &cert.tenant, device_id, &events)
+            .await?;
         Ok(())
     }
 }

@@ -568,7 +568,10 @@ impl Posture {
         let ids = self.resolve(tenant, &event.subject)?;
         let mut devices = Vec::with_capacity(ids.len());
         for id in &ids {
-            devices.push(self.change(who, tenant, id, Some(event)).await?);
+            devices.push(
+                self.change(who, tenant, id, std::slice::from_ref(event))
+                    .await?,
+            );
         }
         Ok(EventOutcome {
             event_id: event.event_id.clone(),
@@ -581,14 +584,29 @@ impl Posture {
         })
     }
 
-    /// Applies `event` to one device's record (`None`: only writes the record of a device
-    /// that has none yet).
+    /// Applies events about one device (postern's own: enrollment, revocation) to its record
+    /// in one transaction, in order.
+    ///
+    /// # Errors
+    /// NotFound for an unknown device; store failures.
+    pub async fn apply_device_events(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        device_id: &str,
+        events: &[PostureEvent],
+    ) -> DomainResult<DeviceOutcome> {
+        self.change(who, tenant, device_id, events).await
+    }
+
+    /// Applies `events` to one device's record (none: only writes the record of a device that
+    /// has none yet).
     async fn change(
         &self,
         who: &Principal,
         tenant: &str,
         device_id: &str,
-        event: Option<&PostureEvent>,
+        events: &[PostureEvent],
     ) -> DomainResult<DeviceOutcome> {
         let key = doc_id(tenant, device_id);
         for _ in 0..CONFLICT_RETRIES {
@@ -611,7 +629,10 @@ impl Posture {
             };
             let before_rec = rec.clone();
             let before = assess(&rec, &fresh, now);
-            let changed = event.is_some_and(|e| apply(&mut rec, e).changed);
+            let mut changed = false;
+            for e in events {
+                changed |= apply(&mut rec, e).changed;
+            }
             let after = assess(&rec, &fresh, now);
             if !changed && !seeded {
                 return Ok(DeviceOutcome {
@@ -633,16 +654,15 @@ impl Posture {
             };
             txn = self.index_changes(txn, device_id, &old_keys, &index_keys(&rec))?;
             let (txn, seq) = appender.stage(txn, device_id, now, &feed_value(&rec, &after))?;
-            let details = match event {
-                Some(e) => json!({
+            let details = json!({
+                "events": events.iter().map(|e| json!({
                     "source": e.source.as_str(),
                     "event_id": e.event_id,
                     "event": event_type(&e.event),
-                    "feed_seq": seq,
-                    "assurance": { "before": before.assurance, "after": after.assurance },
-                }),
-                None => json!({ "feed_seq": seq, "assurance": after.assurance }),
-            };
+                })).collect::<Vec<_>>(),
+                "feed_seq": seq,
+                "assurance": { "before": before.assurance, "after": after.assurance },
+            });
             let action = if seeded {
                 "posture.create"
             } else {
@@ -673,7 +693,7 @@ impl Posture {
     /// # Errors
     /// Store failures.
     pub async fn device_registered(&self, who: &Principal, device: &Device) -> DomainResult<()> {
-        self.change(who, &device.tenant, &device.id, None)
+        self.change(who, &device.tenant, &device.id, &[])
             .await
             .map(|_| ())
     }
