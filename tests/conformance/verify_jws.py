@@ -84,7 +84,7 @@ def main() -> None:
     kid = header.get("kid")
     key = keyset.get_key(kid) if kid else None
     if key is None:
-        known = [k.key_id for k in keyset["keys"]]
+        known = [k.get("kid") for k in keyset["keys"]]
         fail(f"kid {kid!r} is not in the JWK Set {known}")
     print(f"ok: kid {kid} is in the JWK Set ({key.get('kty')} {key.get('crv')})")
 
