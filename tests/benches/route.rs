@@ -5,30 +5,34 @@
 //! `cargo bench -p postern-e2e --bench route` (needs `wrk` on `PATH`: `apt-get install wrk`).
 //! Environment: `BENCH_DEVICES` (default 1000), `BENCH_SECONDS` per measured run (default 10),
 //! `BENCH_WARMUP` seconds before each (default 2), `BENCH_CONNECTIONS` (default 32),
-//! `BENCH_WRK_THREADS` (default 1), `BENCH_BATCH` recipients per batch request (default 100).
+//! `BENCH_WRK_THREADS` (default 1), `BENCH_BATCH` recipients per batch request (default 100),
+//! `BENCH_RUNS` (a comma-separated subset of the runs below).
 //!
 //! Set-up: the devices are registered (each with a user), and through `/v1/posture/events`
 //! batches get a `tel:` address, a compliant MDM check-in and the in-app capability, every
 //! other one RCS E2EE as claimed; a gateway token asks.
 //!
 //! Runs, in this order, each `wrk -t<T> -c<C> -d<S>s --latency` after a warm-up:
-//! 1. `healthz`: `GET /healthz`, the floor of the HTTPS stack;
-//! 2. `route`: `POST /v1/route`, recipient drawn at random among the N addresses and message
-//!    class among the four built-in ones, every decision audited (the built-in policy's
-//!    `audit_sample_percent = 100`);
-//! 3. `route audit 0%`: the same with the policy's `[routing] audit_sample_percent = 0`
-//!    (`PUT /v1/policy`), then the built-in policy again (`DELETE /v1/policy`);
-//! 4. `route thread`: each recipient has its own `thread_id`, so the thread memory is read on
-//!    every decision and written only when the thread is new (the warm-up creates most);
-//! 5. `route new thread`: every request names a thread never seen, so every decision writes
-//!    the thread memory durably before it answers;
-//! 6. `batch`: `POST /v1/route/batch` with `BENCH_BATCH` random recipients;
-//! 7. `healthz` again; the floor is the mean of both healthz runs.
+//! - `healthz`: `GET /healthz`, the floor of the HTTPS stack;
+//! - `route`: `POST /v1/route`, recipient drawn at random among the N addresses and message
+//!   class among the four built-in ones, every decision audited (the built-in policy's
+//!   `audit_sample_percent = 100`);
+//! - `route-audit0`: the same under a policy with `[routing] audit_sample_percent = 0`
+//!   (`PUT /v1/policy`; `DELETE /v1/policy` brings the built-in one back afterwards);
+//! - `thread`: each recipient has its own `thread_id`, so the thread memory is read on every
+//!   decision and written only when the thread is new (the warm-up creates most);
+//! - `new-thread`: every request names a thread never seen, so every decision writes the
+//!   thread memory durably before it answers;
+//! - `batch`: `POST /v1/route/batch` with `BENCH_BATCH` random recipients;
+//! - `healthz-again`; the floor is the mean of both healthz runs.
 //!
-//! Prints per run: requests/s (and decisions/s), p50/p90/p99/max latency as wrk measured
-//! them, the broker's and wrk's CPU time per request; then the ratio route / healthz (target
-//! >= 0.7). wrk and the broker share the machine's CPUs (the broker runs 2 runtime workers
-//! and its store's writer thread): the figures are client + server on one machine.
+//! After each audited run the audit log is counted (and its chain verified): every decision
+//! answered must have its entry, and at 0 % none. Prints per run: requests/s (and
+//! decisions/s), p50/p90/p99/max latency as wrk measured them, the broker's and wrk's CPU time
+//! per request and the CPUs everything else used meanwhile; then each run's rate over the
+//! healthz rate (the target for `route` is 0.7 or more). wrk and the broker share the
+//! machine's CPUs (the broker runs 2 runtime workers and its store's writer thread): the
+//! figures are client and server on one machine.
 
 // A benchmark that cannot set itself up, or whose runs fail, has nothing to report: failing
 // loudly is right.

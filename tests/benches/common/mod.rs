@@ -113,7 +113,7 @@ pub(crate) async fn call(
     if let Some(b) = body {
         r = r.json(&b);
     }
-    let r = r.send().await.with_context(|| format!("{path}"))?;
+    let r = r.send().await.with_context(|| path.to_owned())?;
     let status = r.status().as_u16();
     let text = r.text().await?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -157,7 +157,11 @@ pub(crate) async fn register_devices(
                     if i >= n {
                         break;
                     }
-                    let platform = if i % 2 == 0 { "ios" } else { "android" };
+                    let platform = if i.is_multiple_of(2) {
+                        "ios"
+                    } else {
+                        "android"
+                    };
                     let r = http
                         .post(&url)
                         .bearer_auth(ADMIN_TOKEN)
@@ -216,7 +220,7 @@ pub(crate) fn device_events(i: usize, id: &str) -> Vec<Value> {
                     "capability": { "capability": "in_app", "available": true } }),
         ),
     ];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         v.push(event(
             format!("rcs-{i}"),
             id,
