@@ -366,11 +366,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await?;
     let (chain, key) = app::ensure_tls(&app).await?;
     let tls = Arc::new(server::tls_config(chain, key)?);
-    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme));
+    let ssf = app::open_ssf(&app)?;
+    let state =
+        AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme)).with_ssf(Arc::clone(&ssf));
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;
     let plain_addr = plain.local_addr()?;
     let (tx, rx) = watch::channel(false);
+    // SSF push delivery: queued SETs go out to push receivers
+    let pushers = tokio::spawn(Arc::clone(&ssf).run_push(rx.clone()));
     let t1 = tokio::spawn(server::serve_tls(
         https,
         tls,
@@ -431,6 +435,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     println!("  https:          https://{https_addr}  (API, admin, PKI)");
     println!("  http:           http://{plain_addr}  (CRL at /pki/crl, OCSP at /pki/ocsp)");
+    println!(
+        "  ssf:            {}/.well-known/ssf-configuration",
+        ssf.issuer()
+    );
     for name in app.acme.provisioners().keys() {
         println!("  acme:           https://{https_addr}/acme/{name}/directory");
     }
@@ -450,6 +458,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = t1.await;
         let _ = t2.await;
+        let _ = pushers.await;
     })
     .await;
     app.domain.flush().await?;

@@ -13,6 +13,7 @@ use tokio::sync::{oneshot, watch};
 
 use postern_broker::config::Settings;
 use postern_broker::domain::SystemClock;
+use postern_broker::domain::ssf::Ssf;
 use postern_broker::http::{self, AppState};
 use postern_broker::{app, server};
 
@@ -28,6 +29,9 @@ pub struct Broker {
     pub http: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// The broker's SSF transmitter, held weakly so that stopping the broker releases its
+    /// store.
+    ssf: std::sync::Weak<Ssf>,
     stop: Option<watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -52,7 +56,8 @@ impl Broker {
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.http_listen = SocketAddr::from(([127, 0, 0, 1], 1));
         settings.validate()?;
-        let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<(SocketAddr, SocketAddr)>>();
+        type Ready = (SocketAddr, SocketAddr, Arc<Ssf>);
+        let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<Ready>>();
         let (stop_tx, stop_rx) = watch::channel(false);
         let thread = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -72,12 +77,16 @@ impl Broker {
                     let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     let mut settings = settings;
                     settings.http_listen = plain.local_addr()?;
+                    settings.listen = https.local_addr()?;
                     let app = app::open(settings, Arc::new(SystemClock)).await?;
                     app.domain.ensure_bootstrap_token(Some(ADMIN_TOKEN)).await?;
                     let (chain, key) = app::ensure_tls(&app).await?;
                     let tls = Arc::new(server::tls_config(chain, key)?);
-                    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme));
-                    let addrs = (https.local_addr()?, plain.local_addr()?);
+                    let ssf = app::open_ssf(&app)?;
+                    let state = AppState::new(Arc::clone(&app.domain), Arc::clone(&app.acme))
+                        .with_ssf(Arc::clone(&ssf));
+                    let addrs = (https.local_addr()?, plain.local_addr()?, Arc::clone(&ssf));
+                    let pushers = tokio::spawn(ssf.run_push(stop_rx.clone()));
                     let max = app.settings.limits.max_body_bytes;
                     let t1 = tokio::spawn(server::serve_tls(
                         https,
@@ -90,15 +99,16 @@ impl Broker {
                         http::plain_router(state, max),
                         stop_rx.clone(),
                     ));
-                    anyhow::Ok((addrs, app, t1, t2))
+                    anyhow::Ok((addrs, app, t1, t2, pushers))
                 };
                 match started.await {
-                    Ok((addrs, app, t1, t2)) => {
+                    Ok((addrs, app, t1, t2, pushers)) => {
                         let _ = ready_tx.send(Ok(addrs));
                         let mut stop_rx = stop_rx;
                         let _ = stop_rx.changed().await;
                         let _ = t1.await;
                         let _ = t2.await;
+                        let _ = pushers.await;
                         let _ = app.domain.flush().await;
                     }
                     Err(e) => {
@@ -109,16 +119,26 @@ impl Broker {
             // dropping the runtime ends every connection task, which releases the sled lock
             drop(rt);
         });
-        let (https, http) = ready_rx
+        let (https, http, ssf) = ready_rx
             .blocking_recv()
             .context("broker thread ended before it was ready")??;
         Ok(Broker {
             https: format!("https://localhost:{}", https.port()),
             http: format!("http://127.0.0.1:{}", http.port()),
             data_dir: data_dir.to_path_buf(),
+            ssf: Arc::downgrade(&ssf),
             stop: Some(stop_tx),
             thread: Some(thread),
         })
+    }
+
+    /// The broker's SSF transmitter, to publish events through as the posture engine does.
+    /// Drop it before stopping the broker.
+    ///
+    /// # Errors
+    /// When the broker has stopped.
+    pub fn ssf(&self) -> anyhow::Result<Arc<Ssf>> {
+        self.ssf.upgrade().context("the broker has stopped")
     }
 
     /// The root CA PEM that clients trust.

@@ -12,6 +12,7 @@ pub mod devices;
 pub mod error;
 pub mod pki;
 pub mod posture;
+pub mod ssf;
 pub mod tenancy;
 
 use std::sync::Arc;

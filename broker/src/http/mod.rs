@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod pki;
+pub mod ssf;
 
 use std::sync::Arc;
 
@@ -30,12 +31,25 @@ pub struct AppState {
     pub domain: Arc<Domain>,
     /// ACME.
     pub acme: Arc<crate::domain::acme::Acme>,
+    /// The SSF transmitter, when the broker runs one.
+    pub ssf: Option<Arc<crate::domain::ssf::Ssf>>,
 }
 
 impl AppState {
     /// The state for a domain and its ACME service.
     pub fn new(domain: Arc<Domain>, acme: Arc<crate::domain::acme::Acme>) -> Self {
-        AppState { domain, acme }
+        AppState {
+            domain,
+            acme,
+            ssf: None,
+        }
+    }
+
+    /// The same state with an SSF transmitter.
+    #[must_use]
+    pub fn with_ssf(mut self, ssf: Arc<crate::domain::ssf::Ssf>) -> Self {
+        self.ssf = Some(ssf);
+        self
     }
 }
 
@@ -88,7 +102,11 @@ async fn read_body_first(
 /// The HTTPS application.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     finish(
-        common_routes().merge(admin::routes()).merge(acme::routes()),
+        common_routes()
+            .merge(admin::routes())
+            .merge(acme::routes())
+            .merge(ssf::routes())
+            .merge(ssf::interim_jwks_routes()),
         state,
         max_body_bytes,
     )
