@@ -87,9 +87,12 @@ impl Receiver {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(15),
-                "only {} of {n} SETs accepted: {:?}",
+                "only {} of {n} SETs accepted; answers: {:?}",
                 a.len(),
                 self.received()
+                    .iter()
+                    .map(|r| r.answered)
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
