@@ -467,3 +467,44 @@ pub fn ephemeral_posture(
         feed,
     )))
 }
+
+/// The SSF transmitter for an opened service: its signing keys, an HTTPS client for pushes
+/// that trusts the system's roots and the broker's own root CA (receivers may hold certificates
+/// from either), and the `[ssf]` settings. The caller spawns [`Ssf::run_push`].
+///
+/// [`Ssf::run_push`]: crate::domain::ssf::Ssf::run_push
+///
+/// # Errors
+/// Key generation or client construction failures.
+pub fn open_ssf(app: &App) -> anyhow::Result<Arc<crate::domain::ssf::Ssf>> {
+    use crate::domain::ssf::Ssf;
+    let keys = Arc::clone(&app.signing);
+    let mut roots = crate::domain::acme::system_roots();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            app.domain.pki().issuer().root().der().to_vec(),
+        ))
+        .context("ssf: the broker's root CA")?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("postern-ssf")
+        .build()
+        .context("ssf: push client")?;
+    Ok(Arc::new(
+        Ssf::new(
+            Arc::clone(app.domain.store()),
+            keys,
+            Arc::clone(app.domain.clock()),
+            app.settings.ssf_issuer(),
+            http,
+        )
+        .with_settings(app.settings.ssf.clone()),
+    ))
+}
