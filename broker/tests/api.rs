@@ -17,3 +17,6 @@ mod app;
 
 #[path = "api/acme.rs"]
 mod acme;
+
+#[path = "api/feed.rs"]
+mod feed;
