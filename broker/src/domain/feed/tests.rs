@@ -422,3 +422,11 @@ async fn a_thousand_entries_per_read_at_most() {
     let e = feed.entries("acme", 0, 1001).unwrap_err();
     assert_eq!(e.detail, "at most 1000 entries per request");
 }
+
+#[test]
+fn feeds_and_appenders_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Feed>();
+    send::<Appender<'static>>();
+}
