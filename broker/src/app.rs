@@ -187,25 +187,16 @@ pub async fn open_with_passphrase(
     let store: Arc<dyn Store> = Arc::new(
         SledStore::open(&settings.data_dir.join("db")).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let passphrase_bytes = passphrase.clone();
-    let keys = FileKeyStore::new(&settings.data_dir, passphrase);
+    let keys = FileKeyStore::new(&settings.data_dir, passphrase.clone());
     let ca_created = init_ca(&settings, &keys, clock.now())?;
     let issuer = Arc::new(load_issuer(&keys)?);
-    let signing = Arc::new(crate::domain::keys::Keys::open(
-        &settings.data_dir,
-        passphrase_bytes.as_deref().map(Vec::as_slice),
+    let feed = open_feed(
+        &settings,
+        &store,
+        passphrase.as_deref().map(Vec::as_slice),
         clock.now(),
-    )?);
-    let feed = Arc::new(
-        crate::domain::feed::Feed::open(
-            Arc::clone(&store),
-            Arc::clone(&signing),
-            settings.feed_origin(),
-        )?
-        .with_checkpoint_refresh(time::Duration::seconds(i64::from(
-            settings.feed.checkpoint_refresh_seconds,
-        ))),
-    );
+    )?;
+    let signing = Arc::clone(feed.keys());
     let base = settings.http_base_url();
     let urls = DistributionUrls {
         crl: Some(format!("{base}/pki/crl")),
@@ -257,6 +248,26 @@ pub async fn open_with_passphrase(
         signing,
         posture,
     })
+}
+
+/// Opens the broker's signing keys under the data directory (creating them on first start)
+/// and the feed they sign.
+fn open_feed(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    passphrase: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> anyhow::Result<Arc<crate::domain::feed::Feed>> {
+    let cause = |e: crate::domain::DomainError| e.cause.unwrap_or(e.detail);
+    let keys = crate::domain::keys::Keys::open(&settings.data_dir, passphrase, now)
+        .map_err(|e| anyhow::anyhow!("signing keys: {}", cause(e)))?;
+    let feed =
+        crate::domain::feed::Feed::open(Arc::clone(store), Arc::new(keys), settings.feed_origin())
+            .map_err(|e| anyhow::anyhow!("feed: {}", cause(e)))?
+            .with_checkpoint_refresh(time::Duration::seconds(i64::from(
+                settings.feed.checkpoint_refresh_seconds,
+            )));
+    Ok(Arc::new(feed))
 }
 
 /// A leaf the broker keeps for itself is reusable when its key is on disk, it was issued by
