@@ -155,6 +155,14 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
     rt.block_on(async {
         let api = Api { http: broker.client().unwrap(), broker: &broker };
         let gw = api.token("default", "gateway").await;
+        // a Shared Signals receiver polls the tenant's CAEP events
+        let caep = "https://schemas.openid.net/secevent/caep/event-type/";
+        let (s, stream) = api.post(&gw, "/ssf/streams", json!({
+            "events_requested": [format!("{caep}device-compliance-change"), format!("{caep}credential-change"), format!("{caep}session-revoked")],
+            "delivery": { "method": "urn:ietf:rfc:8936" },
+        })).await;
+        assert_eq!(s, 201, "{stream}");
+        let stream_id = stream["stream_id"].as_str().unwrap().to_owned();
 
         // an unknown recipient is not an error: the policy's fallback, signed
         let d = api.route(&gw, "public", None).await;
@@ -323,6 +331,27 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         assert_eq!(dev.record["assessment"]["assurance"], "unknown", "{}", dev.record);
         // tenant b's gateway cannot read tenant a's feed
         assert!(postern_broker::feed_verify::run(&opts(&gw_b), OffsetDateTime::now_utc()).await.is_err());
+
+        // the SSF stream heard it all, each SET signed (RS256) and naming its feed entry
+        let (s, got) = api.post(&gw, &format!("/ssf/poll/{stream_id}"), json!({ "returnImmediately": true, "maxEvents": 100 })).await;
+        assert_eq!(s, 200, "{got}");
+        let mut seen = Vec::new();
+        for set in got["sets"].as_object().unwrap().values() {
+            let v = verify_compact(set.as_str().unwrap(), &jwks).unwrap();
+            assert_eq!(v.header["alg"], "RS256");
+            let claims: Value = serde_json::from_slice(&v.payload).unwrap();
+            if claims["sub_id"]["device"]["id"] != strong_id.as_str() {
+                continue;
+            }
+            for (uri, body) in claims["events"].as_object().unwrap() {
+                assert!(body["postern_feed_seq"].is_u64(), "{claims}");
+                let change = body["change_type"].as_str().unwrap_or(body["current_status"].as_str().unwrap_or(""));
+                seen.push(format!("{}:{change}", uri.trim_start_matches(caep)));
+            }
+        }
+        for want in ["device-compliance-change:compliant", "credential-change:create", "credential-change:revoke", "session-revoked:", "device-compliance-change:not-compliant"] {
+            assert!(seen.iter().any(|s| s == want), "{want} not in {seen:?}");
+        }
 
         // the audit log tells the device's story, route decisions included
         let (s, v) = api.get(&gw, &format!("/v1/audit?device={strong_id}&limit=1000")).await;

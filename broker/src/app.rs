@@ -187,25 +187,16 @@ pub async fn open_with_passphrase(
     let store: Arc<dyn Store> = Arc::new(
         SledStore::open(&settings.data_dir.join("db")).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let passphrase_bytes = passphrase.clone();
-    let keys = FileKeyStore::new(&settings.data_dir, passphrase);
+    let keys = FileKeyStore::new(&settings.data_dir, passphrase.clone());
     let ca_created = init_ca(&settings, &keys, clock.now())?;
     let issuer = Arc::new(load_issuer(&keys)?);
-    let signing = Arc::new(crate::domain::keys::Keys::open(
-        &settings.data_dir,
-        passphrase_bytes.as_deref().map(Vec::as_slice),
+    let feed = open_feed(
+        &settings,
+        &store,
+        passphrase.as_deref().map(Vec::as_slice),
         clock.now(),
-    )?);
-    let feed = Arc::new(
-        crate::domain::feed::Feed::open(
-            Arc::clone(&store),
-            Arc::clone(&signing),
-            settings.feed_origin(),
-        )?
-        .with_checkpoint_refresh(time::Duration::seconds(i64::from(
-            settings.feed.checkpoint_refresh_seconds,
-        ))),
-    );
+    )?;
+    let signing = Arc::clone(feed.keys());
     let base = settings.http_base_url();
     let urls = DistributionUrls {
         crl: Some(format!("{base}/pki/crl")),
@@ -257,6 +248,26 @@ pub async fn open_with_passphrase(
         signing,
         posture,
     })
+}
+
+/// Opens the broker's signing keys under the data directory (creating them on first start)
+/// and the feed they sign.
+fn open_feed(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    passphrase: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> anyhow::Result<Arc<crate::domain::feed::Feed>> {
+    let cause = |e: crate::domain::DomainError| e.cause.unwrap_or(e.detail);
+    let keys = crate::domain::keys::Keys::open(&settings.data_dir, passphrase, now)
+        .map_err(|e| anyhow::anyhow!("signing keys: {}", cause(e)))?;
+    let feed =
+        crate::domain::feed::Feed::open(Arc::clone(store), Arc::new(keys), settings.feed_origin())
+            .map_err(|e| anyhow::anyhow!("feed: {}", cause(e)))?
+            .with_checkpoint_refresh(time::Duration::seconds(i64::from(
+                settings.feed.checkpoint_refresh_seconds,
+            )));
+    Ok(Arc::new(feed))
 }
 
 /// A leaf the broker keeps for itself is reusable when its key is on disk, it was issued by
@@ -466,4 +477,45 @@ pub fn ephemeral_posture(
         Arc::clone(feed.keys()),
         feed,
     )))
+}
+
+/// The SSF transmitter for an opened service: its signing keys, an HTTPS client for pushes
+/// that trusts the system's roots and the broker's own root CA (receivers may hold certificates
+/// from either), and the `[ssf]` settings. The caller spawns [`Ssf::run_push`].
+///
+/// [`Ssf::run_push`]: crate::domain::ssf::Ssf::run_push
+///
+/// # Errors
+/// Key generation or client construction failures.
+pub fn open_ssf(app: &App) -> anyhow::Result<Arc<crate::domain::ssf::Ssf>> {
+    use crate::domain::ssf::Ssf;
+    let keys = Arc::clone(&app.signing);
+    let mut roots = crate::domain::acme::system_roots();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            app.domain.pki().issuer().root().der().to_vec(),
+        ))
+        .context("ssf: the broker's root CA")?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("postern-ssf")
+        .build()
+        .context("ssf: push client")?;
+    Ok(Arc::new(
+        Ssf::new(
+            Arc::clone(app.domain.store()),
+            keys,
+            Arc::clone(app.domain.clock()),
+            app.settings.ssf_issuer(),
+            http,
+        )
+        .with_settings(app.settings.ssf.clone()),
+    ))
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub acme: crate::domain::acme::AcmeSettings,
     /// The signed per-tenant feed.
     pub feed: FeedSettings,
+    /// The SSF transmitter.
+    pub ssf: crate::domain::ssf::SsfSettings,
 }
 
 /// Log output.
@@ -135,6 +137,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             acme: crate::domain::acme::AcmeSettings::default(),
             feed: FeedSettings::default(),
+            ssf: crate::domain::ssf::SsfSettings::default(),
         }
     }
 }
@@ -377,6 +380,9 @@ impl Settings {
         if self.acme.order_lifetime_minutes == 0 {
             return Err(err("acme.order_lifetime_minutes", "must be positive"));
         }
+        self.ssf
+            .check()
+            .map_err(|(k, m)| err(&format!("ssf.{k}"), m))?;
         for (i, n) in self.tls.names.iter().enumerate() {
             if n.parse::<std::net::IpAddr>().is_err()
                 && postern_certs::names::SubjectName::parse_tagged(&format!("dns:{n}")).is_err()
@@ -388,6 +394,21 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The SSF issuer: `ssf.issuer`, or `https://<first tls name>:<listen port>`.
+    pub fn ssf_issuer(&self) -> String {
+        if let Some(i) = &self.ssf.issuer {
+            return i.trim_end_matches('/').to_owned();
+        }
+        let host = self.tls.names.first().map_or_else(
+            || self.listen.ip().to_string(),
+            |n| match n.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+                _ => n.clone(),
+            },
+        );
+        format!("https://{host}:{}", self.listen.port())
     }
 
     /// The base URL written into certificates for CRL and OCSP.
@@ -460,6 +481,24 @@ mod tests {
         let mut s = Settings::default();
         s.tls.names.push("not a name".into());
         assert_eq!(s.validate().unwrap_err().key, "tls.names[3]");
+        assert_eq!(key_of("[ssf]\nqueue_bound = \"many\""), "ssf.queue_bound");
+        let mut s = Settings::default();
+        s.ssf.push_backoff_max_seconds = 0.5;
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "ssf.push_backoff_max_seconds"
+        );
+        let mut s = Settings::default();
+        s.ssf.issuer = Some("ftp://x".into());
+        assert_eq!(s.validate().unwrap_err().key, "ssf.issuer");
+    }
+
+    #[test]
+    fn ssf_issuer_defaults_to_the_https_listener() {
+        let s = Settings::default();
+        assert_eq!(s.ssf_issuer(), "https://localhost:8443");
+        let s = Settings::from_toml("[ssf]\nissuer = \"https://signals.example/\"").unwrap();
+        assert_eq!(s.ssf_issuer(), "https://signals.example");
     }
 
     #[test]

@@ -433,15 +433,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         key,
         app.domain.pki().issuer().certificate().der(),
     )?);
+    let ssf = app::open_ssf(&app)?;
+    app.posture.set_ssf(Arc::clone(&ssf));
     let state = AppState::new(
         Arc::clone(&app.domain),
         Arc::clone(&app.acme),
         Arc::clone(&app.posture),
-    );
+    )
+    .with_ssf(Arc::clone(&ssf));
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;
     let plain_addr = plain.local_addr()?;
     let (tx, rx) = watch::channel(false);
+    // SSF push delivery: queued SETs go out to push receivers
+    let pushers = tokio::spawn(Arc::clone(&ssf).run_push(rx.clone()));
     let t1 = tokio::spawn(server::serve_tls(
         https,
         tls,
@@ -502,6 +507,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     println!("  https:          https://{https_addr}  (API, admin, PKI)");
     println!("  http:           http://{plain_addr}  (CRL at /pki/crl, OCSP at /pki/ocsp)");
+    println!(
+        "  ssf:            {}/.well-known/ssf-configuration",
+        ssf.issuer()
+    );
     for name in app.acme.provisioners().keys() {
         println!("  acme:           https://{https_addr}/acme/{name}/directory");
     }
@@ -521,6 +530,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = t1.await;
         let _ = t2.await;
+        let _ = pushers.await;
     })
     .await;
     app.domain.flush().await?;

@@ -23,3 +23,6 @@ mod mtls;
 
 #[path = "api/posture.rs"]
 mod posture;
+
+#[path = "api/feed.rs"]
+mod feed;

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
 use postern_broker::config::Settings;
+use postern_broker::domain::ssf::Ssf;
 use postern_broker::domain::{Domain, SystemClock};
 use postern_broker::http::{self, AppState};
 use postern_broker::{app, server};
@@ -29,6 +30,9 @@ pub struct Broker {
     pub http: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// The broker's SSF transmitter, held weakly so that stopping the broker releases its
+    /// store.
+    ssf: std::sync::Weak<Ssf>,
     stop: Option<watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The broker's domain and the runtime it runs on, for what has no HTTP API yet.
@@ -56,7 +60,7 @@ impl Broker {
         settings.http_listen = SocketAddr::from(([127, 0, 0, 1], 1));
         settings.validate()?;
         type Ready = (
-            (SocketAddr, SocketAddr),
+            (SocketAddr, SocketAddr, Arc<Ssf>),
             (std::sync::Weak<Domain>, tokio::runtime::Handle),
         );
         let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<Ready>>();
@@ -79,6 +83,7 @@ impl Broker {
                     let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                     let mut settings = settings;
                     settings.http_listen = plain.local_addr()?;
+                    settings.listen = https.local_addr()?;
                     let app = app::open(settings, Arc::new(SystemClock)).await?;
                     app.domain.ensure_bootstrap_token(Some(ADMIN_TOKEN)).await?;
                     let (chain, key) = app::ensure_tls(&app).await?;
@@ -87,12 +92,16 @@ impl Broker {
                         key,
                         app.domain.pki().issuer().certificate().der(),
                     )?);
+                    let ssf = app::open_ssf(&app)?;
+                    app.posture.set_ssf(Arc::clone(&ssf));
                     let state = AppState::new(
                         Arc::clone(&app.domain),
                         Arc::clone(&app.acme),
                         Arc::clone(&app.posture),
-                    );
-                    let addrs = (https.local_addr()?, plain.local_addr()?);
+                    )
+                    .with_ssf(Arc::clone(&ssf));
+                    let addrs = (https.local_addr()?, plain.local_addr()?, Arc::clone(&ssf));
+                    let pushers = tokio::spawn(ssf.run_push(stop_rx.clone()));
                     let max = app.settings.limits.max_body_bytes;
                     let t1 = tokio::spawn(server::serve_tls(
                         https,
@@ -105,10 +114,10 @@ impl Broker {
                         http::plain_router(state, max),
                         stop_rx.clone(),
                     ));
-                    anyhow::Ok((addrs, app, t1, t2))
+                    anyhow::Ok((addrs, app, t1, t2, pushers))
                 };
                 match started.await {
-                    Ok((addrs, app, t1, t2)) => {
+                    Ok((addrs, app, t1, t2, pushers)) => {
                         let inside = (
                             Arc::downgrade(&app.domain),
                             tokio::runtime::Handle::current(),
@@ -118,6 +127,7 @@ impl Broker {
                         let _ = stop_rx.changed().await;
                         let _ = t1.await;
                         let _ = t2.await;
+                        let _ = pushers.await;
                         let _ = app.domain.flush().await;
                     }
                     Err(e) => {
@@ -128,13 +138,14 @@ impl Broker {
             // dropping the runtime ends every connection task, which releases the sled lock
             drop(rt);
         });
-        let ((https, http), inside) = ready_rx
+        let ((https, http, ssf), inside) = ready_rx
             .blocking_recv()
             .context("broker thread ended before it was ready")??;
         Ok(Broker {
             https: format!("https://localhost:{}", https.port()),
             http: format!("http://127.0.0.1:{}", http.port()),
             data_dir: data_dir.to_path_buf(),
+            ssf: Arc::downgrade(&ssf),
             stop: Some(stop_tx),
             thread: Some(thread),
             inside,
@@ -155,6 +166,15 @@ impl Broker {
         let (domain, runtime) = &self.inside;
         let domain = domain.upgrade().context("the broker has stopped")?;
         Ok(runtime.spawn(f(domain)).await?)
+    }
+
+    /// The broker's SSF transmitter, to publish events through as the posture engine does.
+    /// Drop it before stopping the broker.
+    ///
+    /// # Errors
+    /// When the broker has stopped.
+    pub fn ssf(&self) -> anyhow::Result<Arc<Ssf>> {
+        self.ssf.upgrade().context("the broker has stopped")
     }
 
     /// The root CA PEM that clients trust.

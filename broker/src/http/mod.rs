@@ -11,6 +11,7 @@ pub mod error;
 pub mod feed;
 pub mod pki;
 pub mod posture;
+pub mod ssf;
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub acme: Arc<crate::domain::acme::Acme>,
     /// Posture, routing, policy.
     pub posture: Arc<crate::domain::posture::Posture>,
+    /// The SSF transmitter, when the broker runs one.
+    pub ssf: Option<Arc<crate::domain::ssf::Ssf>>,
 }
 
 impl AppState {
@@ -47,7 +50,15 @@ impl AppState {
             domain,
             acme,
             posture,
+            ssf: None,
         }
+    }
+
+    /// The same state with an SSF transmitter.
+    #[must_use]
+    pub fn with_ssf(mut self, ssf: Arc<crate::domain::ssf::Ssf>) -> Self {
+        self.ssf = Some(ssf);
+        self
     }
 }
 
@@ -105,7 +116,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(acme::routes())
             .merge(auth::routes())
             .merge(posture::routes())
-            .merge(feed::routes()),
+            .merge(feed::routes())
+            .merge(ssf::routes()),
         state,
         max_body_bytes,
     )

@@ -88,7 +88,7 @@ pub enum DocKind {
     FeedEntry,
     /// The newest feed entry of each device, by `tenant/device id`.
     FeedIndex,
-    /// SSF streams, by stream id.
+    /// SSF streams, by `tenant/stream id`.
     SsfStream,
     /// SSF events queued for a stream, by `stream/sequence`.
     SsfEvent,

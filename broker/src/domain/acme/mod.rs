@@ -458,7 +458,7 @@ impl Acme {
 }
 
 /// The system's trust anchors (Debian's bundle), for fetching public lists.
-fn system_roots() -> rustls::RootCertStore {
+pub(crate) fn system_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     if let Ok(pem) = std::fs::read("/etc/ssl/certs/ca-certificates.crt") {
         for der in pem::parse_many(&pem).unwrap_or_default() {

@@ -3,7 +3,6 @@
 use super::*;
 use crate::model::{AuditDraft, Tenant};
 use crate::store::memory::MemoryStore;
-use crate::store::sled::SledStore;
 use postern_certs::merkle::{verify_consistency, verify_inclusion};
 use time::macros::datetime;
 
@@ -234,29 +233,19 @@ async fn concurrent_appenders_serialise_per_tenant() {
 
 #[tokio::test]
 async fn trees_rebuilt_at_open_have_the_same_roots() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = Arc::new(Keys::ephemeral(T0).unwrap());
-    let (root_a, root_b) = {
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
-        add_tenant(&*store, "acme");
-        add_tenant(&*store, "beta");
-        let feed = Feed::open(Arc::clone(&store), Arc::clone(&keys), ORIGIN.into()).unwrap();
-        // more than a rebuild page for one tenant
-        let batch = items("dev", 1000);
-        for _ in 0..11 {
-            feed.append("acme", &batch).await.unwrap();
-        }
-        feed.append("beta", &items("dev_b", 3)).await.unwrap();
-        store.flush().unwrap();
-        (root_of(&feed, "acme"), root_of(&feed, "beta"))
-    };
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
-    let feed = Feed::open(store, keys, ORIGIN.into()).unwrap();
-    assert_eq!(feed.size("acme"), 11_000);
-    assert_eq!(feed.size("beta"), 3);
-    assert_eq!(root_of(&feed, "acme"), root_a);
-    assert_eq!(root_of(&feed, "beta"), root_b);
-    let a = feed.appender("acme").await.unwrap();
+    let (store, feed) = memory_feed(&["acme", "beta"]);
+    // more than a rebuild page for one tenant
+    let batch = items("dev", 1000);
+    for _ in 0..11 {
+        feed.append("acme", &batch).await.unwrap();
+    }
+    feed.append("beta", &items("dev_b", 3)).await.unwrap();
+    let again = Feed::open(store, Arc::clone(feed.keys()), ORIGIN.into()).unwrap();
+    assert_eq!(again.size("acme"), 11_000);
+    assert_eq!(again.size("beta"), 3);
+    assert_eq!(root_of(&again, "acme"), root_of(&feed, "acme"));
+    assert_eq!(root_of(&again, "beta"), root_of(&feed, "beta"));
+    let a = again.appender("acme").await.unwrap();
     assert_eq!(a.next_seq(), 11_000);
 }
 
@@ -432,4 +421,12 @@ async fn a_thousand_entries_per_read_at_most() {
     assert_eq!(feed.entries("acme", 1, 1001).unwrap().len(), 1000);
     let e = feed.entries("acme", 0, 1001).unwrap_err();
     assert_eq!(e.detail, "at most 1000 entries per request");
+}
+
+#[test]
+fn feeds_and_appenders_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Feed>();
+    send::<Appender<'static>>();
 }

@@ -5,7 +5,8 @@
 //! [`record`] and [`event`] are the device's posture record, its assessment, and the one
 //! normalized event every adapter produces. [`service`] keeps the records (with the feed and
 //! the tenant's rules), [`route`] decides and signs routes, [`handshake`] takes the signed
-//! capability statements of messaging clients, [`cascade`] revokes and queries the audit log.
+//! capability statements of messaging clients, [`cascade`] revokes and queries the audit log,
+//! and [`signals`] says which Shared Signals events a change produces.
 
 pub mod cascade;
 pub mod event;
@@ -14,5 +15,6 @@ pub mod policy;
 pub mod record;
 pub mod route;
 pub mod service;
+mod signals;
 
 pub use service::Posture;

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::domain::feed::Feed;
 use crate::domain::keys::Keys;
+use crate::domain::ssf::Ssf;
 use crate::domain::{Domain, DomainError, DomainResult, ErrorKind, Principal};
 use crate::model::{Device, Role};
 use crate::store::{DocKind, DocTxn, StoreError};
@@ -101,6 +102,7 @@ pub struct Posture {
     pub(super) domain: Arc<Domain>,
     pub(super) keys: Arc<Keys>,
     pub(super) feed: Arc<Feed>,
+    ssf: OnceLock<Arc<Ssf>>,
     rules: RwLock<HashMap<String, Arc<Rules>>>,
     pub(super) route_count: AtomicU64,
 }
@@ -144,9 +146,16 @@ impl Posture {
             domain,
             keys,
             feed,
+            ssf: OnceLock::new(),
             rules: RwLock::new(HashMap::new()),
             route_count: AtomicU64::new(0),
         }
+    }
+
+    /// Connects the SSF transmitter: from then on each change is also published as SETs to
+    /// the tenant's streams, before the request that made it is answered.
+    pub fn set_ssf(&self, ssf: Arc<Ssf>) {
+        let _ = self.ssf.set(ssf);
     }
 
     /// The domain.
@@ -674,6 +683,19 @@ impl Posture {
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
+            for e in events {
+                self.publish(
+                    tenant,
+                    device_id,
+                    e,
+                    &before_rec,
+                    &rec,
+                    &before,
+                    &after,
+                    seq,
+                )
+                .await;
+            }
             return Ok(DeviceOutcome {
                 device_id: device_id.to_owned(),
                 changed: true,
@@ -726,6 +748,30 @@ impl Posture {
             };
         }
         Ok(txn)
+    }
+
+    /// Queues the Shared Signals events a change produces (when a transmitter is connected).
+    /// A failure is logged: the change is stored and in the feed already.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        event: &PostureEvent,
+        before_rec: &PostureRecord,
+        rec: &PostureRecord,
+        before: &Assessment,
+        after: &Assessment,
+        seq: u64,
+    ) {
+        let Some(ssf) = self.ssf.get() else { return };
+        let sets =
+            super::signals::events_for(device_id, event, before_rec, rec, before, after, seq);
+        for set in sets {
+            if let Err(e) = ssf.publish(tenant, set).await {
+                tracing::error!(tenant, device_id, error = %e, "ssf publish failed");
+            }
+        }
     }
 
     /// The next route decision's number (for audit sampling).
