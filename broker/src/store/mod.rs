@@ -307,6 +307,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         Box::pin(async move { r })
     }
 
+    /// [`Store::commit`] for writes nobody waits for (route decisions' audit entries): the
+    /// write is handed over at once and made durable with the next group; a failure is logged.
+    /// The default commits synchronously (for stores whose writes do not wait).
+    fn commit_detached(&self, txn: DocTxn) {
+        if let Err(e) = self.commit(txn) {
+            tracing::error!(error = %e, "detached write failed");
+        }
+    }
+
     /// Makes every completed write durable. Writes are durable when they return already; this
     /// is for shutdown and for callers that wrote behind the store's back. Blocking.
     fn flush(&self) -> StoreResult<()>;

@@ -107,6 +107,8 @@ struct Pending {
 enum Reply {
     Blocking(mpsc::SyncSender<StoreResult<Done>>),
     Async(tokio::sync::oneshot::Sender<StoreResult<Done>>),
+    /// Nobody waits: a failure is logged.
+    Detached,
 }
 
 impl Reply {
@@ -118,6 +120,11 @@ impl Reply {
             }
             Reply::Async(tx) => {
                 let _ = tx.send(outcome);
+            }
+            Reply::Detached => {
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, "detached write failed");
+                }
             }
         }
     }
@@ -885,6 +892,13 @@ impl Store for SledStore {
         match self.write(Op::Docs(DocWrite::new(txn)?))? {
             Done::MaybeAudit(e) => Ok(e),
             _ => Err(unexpected()),
+        }
+    }
+
+    fn commit_detached(&self, txn: DocTxn) {
+        let submitted = DocWrite::new(txn).and_then(|w| self.submit(Op::Docs(w), Reply::Detached));
+        if let Err(e) = submitted {
+            tracing::error!(error = %e, "detached write not submitted");
         }
     }
 

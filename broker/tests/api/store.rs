@@ -80,6 +80,7 @@ conformance!(
     documents,
     document_transactions,
     document_transaction_with_certificate,
+    detached_writes,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -441,6 +442,22 @@ fn audit_chain(store: &dyn Store) {
     let d = draft("last", "x");
     let last = store.append_audit(d.clone()).unwrap();
     assert_eq!(last, d.seal(11, &stored[9].hash));
+}
+
+/// Writes nobody waits for still join the chain, in order with the others, once flushed.
+fn detached_writes(store: &dyn Store) {
+    store.append_audit(draft("first", "a")).unwrap();
+    for i in 0..50 {
+        store.commit_detached(DocTxn::new().audit(draft("route.decide", &i.to_string())));
+    }
+    let last = store.append_audit(draft("last", "z")).unwrap();
+    store.flush().unwrap();
+    let stored = verify_chain(store);
+    assert_eq!(stored.len(), 52);
+    assert_eq!(stored.last().unwrap(), &last);
+    let subjects: Vec<String> = stored[1..51].iter().map(|e| e.subject.clone()).collect();
+    let want: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(subjects, want, "submitted in order, stored in order");
 }
 
 fn audit_paging(store: &dyn Store) {

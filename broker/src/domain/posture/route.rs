@@ -17,10 +17,9 @@
 //! - Every decision carries the policy version, the reasons and `valid_until` (decision time
 //!   plus the policy's `routing.decision_ttl_seconds`), and is signed (ES256 JWS).
 //! - Decisions are audited (all, or the policy's `routing.audit_sample_percent`). The audit
-//!   entry is handed to the store before the answer and written with the next group commit;
-//!   the answer does not wait for the disk. The thread memory is durable before the answer.
-
-use std::sync::Arc;
+//!   entry is handed to the store before the answer (`Store::commit_detached`) and written with
+//!   the next group commit; the answer does not wait for the disk. The thread memory is
+//!   durable before the answer.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -481,13 +480,9 @@ impl Posture {
                 "policy_version": d.policy_version,
             }),
         );
-        let domain = Arc::clone(&self.domain);
-        let pending = domain.store().commit_async(DocTxn::new().audit(draft));
-        tokio::spawn(async move {
-            if let Err(e) = pending.await {
-                tracing::error!(error = %e, "route decision audit entry not written");
-            }
-        });
+        self.domain
+            .store()
+            .commit_detached(DocTxn::new().audit(draft));
     }
 }
 
