@@ -1,8 +1,8 @@
 //! The posture service: each device's [`PostureRecord`] kept in the store, the events that
 //! change it, and each tenant's routing rules (policy and kill switches).
 //!
-//! **Architecture Invariant:** a posture record changes only in [`Posture::apply_event`] (and
-//! the seeding of a newly registered device), inside one transaction that also writes the
+//! **Architecture Invariant:** a posture record changes only in [`Posture::apply_event`] and
+//! [`Posture::apply_device_events`] (and the seeding of a newly registered device), inside one transaction that also writes the
 //! record's feed entry, the user and address indexes and the audit entry. The tenant's feed
 //! appender is held across that commit, so the feed's order is the order of the changes.
 
@@ -104,6 +104,8 @@ pub struct Posture {
     pub(super) feed: Arc<Feed>,
     ssf: OnceLock<Arc<Ssf>>,
     rules: RwLock<HashMap<String, Arc<Rules>>>,
+    /// Bumped by every change of rules: a load that raced a change is not cached.
+    rules_generation: AtomicU64,
     pub(super) route_count: AtomicU64,
 }
 
@@ -148,6 +150,7 @@ impl Posture {
             feed,
             ssf: OnceLock::new(),
             rules: RwLock::new(HashMap::new()),
+            rules_generation: AtomicU64::new(0),
             route_count: AtomicU64::new(0),
         }
     }
@@ -189,8 +192,13 @@ impl Posture {
         {
             return Ok(Arc::clone(r));
         }
+        // a change committed while this load read the store must not be hidden by caching
+        // what the load saw: cache only when no change happened meanwhile
+        let generation = self.rules_generation.load(Ordering::Acquire);
         let r = Arc::new(self.load_rules(tenant)?);
-        if let Ok(mut g) = self.rules.write() {
+        if let Ok(mut g) = self.rules.write()
+            && self.rules_generation.load(Ordering::Acquire) == generation
+        {
             g.insert(tenant.to_owned(), Arc::clone(&r));
         }
         Ok(r)
@@ -240,10 +248,14 @@ impl Posture {
         }
     }
 
-    fn forget_rules(&self, tenant: &str) {
+    /// After a committed change of the tenant's rules: drops the cached ones and returns the
+    /// rules now in force.
+    fn rules_changed(&self, tenant: &str) -> DomainResult<Arc<Rules>> {
         if let Ok(mut g) = self.rules.write() {
+            self.rules_generation.fetch_add(1, Ordering::AcqRel);
             g.remove(tenant);
         }
+        self.rules(tenant)
     }
 
     /// Replaces the tenant's policy (admin); in force for the next decision. The same text
@@ -286,8 +298,7 @@ impl Posture {
                 json!({ "version": policy.version(), "previous": old.policy.version() }),
             ));
         self.domain.commit(txn).await.map_err(conflict)?;
-        self.forget_rules(&tenant);
-        self.rules(&tenant)
+        self.rules_changed(&tenant)
     }
 
     /// Goes back to the built-in policy (admin).
@@ -315,8 +326,7 @@ impl Posture {
                 json!({ "version": Policy::default().version() }),
             ));
         self.domain.commit(txn).await.map_err(conflict)?;
-        self.forget_rules(&tenant);
-        self.rules(&tenant)
+        self.rules_changed(&tenant)
     }
 
     /// Adds a kill switch (admin); in force for the next decision.
@@ -409,7 +419,7 @@ impl Posture {
                 .audit(self.domain.draft(who, tenant, action, subject, details));
             match self.domain.commit(txn).await {
                 Ok(_) => {
-                    self.forget_rules(tenant);
+                    self.rules_changed(tenant)?;
                     return Ok(());
                 }
                 Err(StoreError::Conflict(_)) => continue,
