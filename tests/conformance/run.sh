@@ -816,9 +816,25 @@ route_jws() {
     show_response "$OUT/jwks.json"
     expect_eq "$HTTP_STATUS" 200 "GET /.well-known/jwks.json" || return 1
     run_show "$VENV/bin/python" "$HERE/verify_jws.py" "$OUT/jwks.json" "$OUT/route-decision.jws" \
-        postern-route+jwt "$f"
+        postern-route+jwt "$f" || return 1
+    # a batch is signed once: the JWS payload holds the batch id, the tenant and the decisions
+    # made (a request that got an error has none)
+    f=$OUT/route-batch.json
+    http POST "$(https_url /v1/route/batch)" "$f" -H "Authorization: Bearer $gw" -H 'Content-Type: application/json' \
+        --data '{"requests": [{"recipient": "tel:+15555550100", "message_class": "public"},
+                              {"recipient": "tel:+15555550101", "message_class": "no-such-class"},
+                              {"recipient": "im:someone@example.com", "message_class": "restricted"}]}'
+    show_response "$f"
+    expect_eq "$HTTP_STATUS" 200 "POST /v1/route/batch" || return 1
+    expect_eq "$(jq -c '[.decisions[] | .transport // .error.status]' "$f")" '["sms_notify_only",404,"block"]' \
+        "batch answers" || return 1
+    jq -r .jws "$f" >"$OUT/route-batch.jws"
+    jq '{batch_id, tenant: "default", decisions: [.decisions[] | select(has("error") | not)], jws}' \
+        "$f" >"$OUT/route-batch-signed.json"
+    run_show "$VENV/bin/python" "$HERE/verify_jws.py" "$OUT/jwks.json" "$OUT/route-batch.jws" \
+        postern-route-batch+jwt "$OUT/route-batch-signed.json"
 }
-check "a route decision's JWS verifies with jwcrypto against /.well-known/jwks.json, its payload is the JSON answer, and forgeries fail" route_jws
+check "a route decision's and a route batch's JWS verify with jwcrypto against /.well-known/jwks.json, their payloads are the JSON answers, and forgeries fail" route_jws
 checkpoint_absent() { # the router's own 404: this broker has no feed endpoints
     http GET "$(https_url '/feed/v1/default/checkpoint?format=jws')" "$OUT/checkpoint-probe" \
         -H "Authorization: Bearer $TOKEN"

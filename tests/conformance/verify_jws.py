@@ -100,11 +100,11 @@ def main() -> None:
         for k in sorted(set(payload) | set(rest)):
             if payload.get(k) != rest.get(k):
                 fail(f"{k}: signed {payload.get(k)!r}, answered {rest.get(k)!r}")
-        print(
-            "ok: the signed payload equals the JSON answer "
-            f"(transport {payload['transport']!r}, policy_version {payload['policy_version']!r}, "
-            f"{len(payload)} members)"
-        )
+        if "decisions" in payload:
+            what = f"{len(payload['decisions'])} decisions, batch {payload.get('batch_id')!r}"
+        else:
+            what = f"transport {payload.get('transport')!r}, policy_version {payload.get('policy_version')!r}"
+        print(f"ok: the signed payload equals the JSON answer ({what}, {len(payload)} members)")
 
     forged = b64url(json.dumps(tampered_payload(payload)).encode())
     must_fail("the payload changed under the original signature", f"{parts[0]}.{forged}.{parts[2]}", key)

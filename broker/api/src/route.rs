@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The JWS `typ` of a signed route decision.
 pub const ROUTE_JWS_TYP: &str = "postern-route+jwt";
 
+/// The JWS `typ` of a signed batch of route decisions.
+pub const ROUTE_BATCH_JWS_TYP: &str = "postern-route-batch+jwt";
+
 /// Asks which transport a message may take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,19 +79,37 @@ pub struct RouteAnswer {
     pub jws: String,
 }
 
-/// `POST /v1/route/batch` answer: one item per request, in order.
+/// `POST /v1/route/batch` answer: one item per request, in order, and one signature over all
+/// the decisions made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRouteAnswer {
+    /// Unique id (`rb_` + 32 hex); the audit log names it.
+    pub batch_id: String,
     /// The answers.
     pub decisions: Vec<BatchItem>,
+    /// A compact JWS (ES256, `typ` [`ROUTE_BATCH_JWS_TYP`]) whose payload is a
+    /// [`SignedBatch`]: the same decisions, those requests that got one, in order.
+    pub jws: String,
+}
+
+/// The payload of a batch's JWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBatch {
+    /// The batch's id, as in the answer.
+    pub batch_id: String,
+    /// The tenant whose policy decided.
+    pub tenant: String,
+    /// The decisions made, in request order (requests that got an error are left out); each
+    /// names its recipient, message class and thread.
+    pub decisions: Vec<RouteDecision>,
 }
 
 /// One answer of a batch: a decision, or the problem with that request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum BatchItem {
-    /// A decision.
-    Decision(Box<RouteAnswer>),
+    /// A decision (signed by the batch's `jws`).
+    Decision(Box<RouteDecision>),
     /// Why this request got no decision (an unknown message class, a malformed recipient).
     Error {
         /// The problem.

@@ -146,6 +146,7 @@ async fn route_batch(
         .route_batch(&who, q.tenant.as_deref(), &req.requests)
         .await?;
     let decisions = out
+        .items
         .into_iter()
         .map(|r| match r {
             Ok(a) => BatchItem::Decision(Box::new(a)),
@@ -154,7 +155,11 @@ async fn route_batch(
             },
         })
         .collect();
-    Ok(axum::Json(BatchRouteAnswer { decisions }))
+    Ok(axum::Json(BatchRouteAnswer {
+        batch_id: out.batch_id,
+        decisions,
+        jws: out.jws,
+    }))
 }
 
 fn policy_view(r: &Rules) -> serde_json::Value {

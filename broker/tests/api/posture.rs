@@ -224,10 +224,41 @@ async fn a_batch_answers_each_request_and_bounds_its_size() {
         .route_batch(&w.gateway, None, &reqs)
         .await
         .unwrap();
-    assert_eq!(out.len(), 3);
-    assert!(out[0].is_ok());
-    assert_eq!(out[1].as_ref().unwrap_err().kind, ErrorKind::NotFound);
-    assert_eq!(out[2].as_ref().unwrap().decision.transport, "block");
+    assert_eq!(out.items.len(), 3);
+    assert!(out.items[0].is_ok());
+    assert_eq!(out.items[1].as_ref().unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(out.items[2].as_ref().unwrap().transport, "block");
+    assert!(out.batch_id.starts_with("rb_"));
+    // one signature over the decisions made, in order, with the batch's id
+    let v = w
+        .posture
+        .keys()
+        .verify_jws(&out.jws, w.clock.now())
+        .unwrap();
+    assert_eq!(v.header["typ"], "postern-route-batch+jwt");
+    let signed: postern_api::route::SignedBatch = serde_json::from_slice(&v.payload).unwrap();
+    assert_eq!(signed.batch_id, out.batch_id);
+    assert_eq!(signed.tenant, "default");
+    let made: Vec<_> = out
+        .items
+        .iter()
+        .filter_map(|d| d.as_ref().ok().cloned())
+        .collect();
+    assert_eq!(signed.decisions, made);
+    // one audit entry for the batch, listing both decisions and their devices
+    tokio::task::yield_now().await;
+    let entries = w.store.audit_entries(1, 10_000).unwrap();
+    let batch: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "route.decide_batch")
+        .collect();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].subject, out.batch_id);
+    assert_eq!(batch[0].details["decisions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        batch[0].details["devices"],
+        serde_json::json!(made[0].devices)
+    );
     let too_many = vec![req("public"); 1001];
     let err = w
         .posture

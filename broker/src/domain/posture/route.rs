@@ -16,17 +16,23 @@
 //!   stays at the weak level.
 //! - Every decision carries the policy version, the reasons and `valid_until` (decision time
 //!   plus the policy's `routing.decision_ttl_seconds`), and is signed (ES256 JWS).
-//! - Decisions are audited (all, or the policy's `routing.audit_sample_percent`). The audit
-//!   entry is handed to the store before the answer (`Store::commit_detached`) and written with
-//!   the next group commit; the answer does not wait for the disk. The thread memory is
-//!   durable before the answer.
+//! - A batch's decisions are signed once, together (a JWS over all of them): one signature
+//!   costs more than everything else a decision does, so a gateway with many recipients asks
+//!   in batches.
+//! - Decisions are audited (all, or the policy's `routing.audit_sample_percent`): one entry per
+//!   single decision, one entry per batch listing its sampled decisions. The audit entry is
+//!   handed to the store before the answer (`Store::commit_detached`) and written with the next
+//!   group commit; the answer does not wait for the disk. The thread memory is durable before
+//!   the answer.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use postern_api::route::{ROUTE_JWS_TYP, RouteAnswer, RouteDecision, RouteRequest};
+use postern_api::route::{
+    ROUTE_BATCH_JWS_TYP, ROUTE_JWS_TYP, RouteAnswer, RouteDecision, RouteRequest, SignedBatch,
+};
 
 use crate::domain::keys::JwsAlg;
 use crate::domain::{DomainError, DomainResult, ErrorKind, Principal};
@@ -39,6 +45,20 @@ use super::service::{Posture, Rules, doc_id};
 
 /// At most this many requests in one batch.
 pub const MAX_BATCH: usize = 1000;
+
+/// A batch's decisions, each or its error, and their one signature.
+#[derive(Debug)]
+pub struct BatchAnswer {
+    /// `rb_` + 32 hex.
+    pub batch_id: String,
+    /// Per request, in order.
+    pub items: Vec<DomainResult<RouteDecision>>,
+    /// The JWS over [`SignedBatch`].
+    pub jws: String,
+}
+
+/// Decisions between two yields to the runtime in a batch.
+const BATCH_SLICE: usize = 16;
 
 /// Who a route request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +181,20 @@ impl Posture {
     ) -> DomainResult<RouteAnswer> {
         let tenant = route_scope(who, tenant)?;
         let rules = self.rules(&tenant)?;
-        self.decide(who, &tenant, &rules, req).await
+        let decided = self.decide(&tenant, &rules, req).await?;
+        let payload = serde_json::to_vec(&decided).map_err(DomainError::internal)?;
+        let jws = self.keys.sign_jws(JwsAlg::Es256, ROUTE_JWS_TYP, &payload)?;
+        if self.sampled(rules.policy.routing().audit_sample_percent) {
+            self.audit_decisions(who, &tenant, &decided.decision_id, &[&decided], false);
+        }
+        Ok(RouteAnswer {
+            decision: decided,
+            jws,
+        })
     }
 
-    /// Decides many routes; each request gets a decision or its own error.
+    /// Decides many routes; each request gets a decision or its own error, and the decisions
+    /// are signed together.
     ///
     /// # Errors
     /// Forbidden; Malformed when the batch is empty or larger than [`MAX_BATCH`].
@@ -173,7 +203,7 @@ impl Posture {
         who: &Principal,
         tenant: Option<&str>,
         reqs: &[RouteRequest],
-    ) -> DomainResult<Vec<DomainResult<RouteAnswer>>> {
+    ) -> DomainResult<BatchAnswer> {
         let tenant = route_scope(who, tenant)?;
         if reqs.is_empty() || reqs.len() > MAX_BATCH {
             return Err(DomainError::new(
@@ -182,29 +212,57 @@ impl Posture {
             ));
         }
         let rules = self.rules(&tenant)?;
-        let mut out = Vec::with_capacity(reqs.len());
+        let mut items = Vec::with_capacity(reqs.len());
         for (i, r) in reqs.iter().enumerate() {
-            // a decision rarely waits for anything, so a long batch would hold its runtime
-            // worker from start to end (about 80 us per decision) and the requests queued
-            // behind it would wait as long: let them in between decisions
-            if i > 0 {
+            // a long batch would hold its runtime worker from start to end and the requests
+            // queued behind it would wait as long: let them in now and then
+            if i > 0 && i % BATCH_SLICE == 0 {
                 tokio::task::yield_now().await;
             }
-            match self.decide(who, &tenant, &rules, r).await {
+            match self.decide(&tenant, &rules, r).await {
                 Err(e) if e.kind == ErrorKind::Internal => return Err(e),
-                d => out.push(d),
+                d => items.push(d),
             }
         }
-        Ok(out)
+        let batch_id = format!(
+            "rb_{}",
+            hex::encode(crate::domain::tenancy::random_bytes::<16>()?)
+        );
+        let signed = SignedBatch {
+            batch_id,
+            tenant,
+            decisions: items
+                .iter()
+                .filter_map(|d| d.as_ref().ok().cloned())
+                .collect(),
+        };
+        let payload = serde_json::to_vec(&signed).map_err(DomainError::internal)?;
+        let jws = self
+            .keys
+            .sign_jws(JwsAlg::Es256, ROUTE_BATCH_JWS_TYP, &payload)?;
+        let percent = rules.policy.routing().audit_sample_percent;
+        let audited: Vec<&RouteDecision> = signed
+            .decisions
+            .iter()
+            .filter(|_| self.sampled(percent))
+            .collect();
+        if !audited.is_empty() {
+            self.audit_decisions(who, &signed.tenant, &signed.batch_id, &audited, true);
+        }
+        Ok(BatchAnswer {
+            batch_id: signed.batch_id,
+            items,
+            jws,
+        })
     }
 
+    /// One decision, unsigned and not audited.
     async fn decide(
         &self,
-        who: &Principal,
         tenant: &str,
         rules: &Rules,
         req: &RouteRequest,
-    ) -> DomainResult<RouteAnswer> {
+    ) -> DomainResult<RouteDecision> {
         let recipient = Recipient::parse(&req.recipient)?;
         if let Some(t) = &req.thread_id
             && (t.is_empty() || t.len() > 256 || t.chars().any(char::is_control))
@@ -296,7 +354,7 @@ impl Posture {
             "rd_{}",
             hex::encode(crate::domain::tenancy::random_bytes::<16>()?)
         );
-        let decided = RouteDecision {
+        Ok(RouteDecision {
             decision_id: id,
             tenant: tenant.to_owned(),
             recipient: req.recipient.clone(),
@@ -310,13 +368,6 @@ impl Posture {
             policy_version: policy.version().to_owned(),
             decided_at: rfc3339(now)?,
             valid_until: rfc3339(now + ttl)?,
-        };
-        let payload = serde_json::to_vec(&decided).map_err(DomainError::internal)?;
-        let jws = self.keys.sign_jws(JwsAlg::Es256, ROUTE_JWS_TYP, &payload)?;
-        self.audit_decision(who, policy.routing().audit_sample_percent, &decided);
-        Ok(RouteAnswer {
-            decision: decided,
-            jws,
         })
     }
 
@@ -458,18 +509,27 @@ impl Posture {
         ))
     }
 
-    /// Hands the decision's audit entry to the store (sampled), without waiting for the disk.
-    fn audit_decision(&self, who: &Principal, percent: u32, d: &RouteDecision) {
+    /// Whether the next decision is audited, under a sample percentage.
+    fn sampled(&self, percent: u32) -> bool {
         let n = self.next_route_number();
-        if percent == 0 || (percent < 100 && (n % 100) >= u64::from(percent)) {
-            return;
-        }
-        let draft = self.domain.draft(
-            who,
-            &d.tenant,
-            "route.decide",
-            &d.decision_id,
+        percent >= 100 || (percent > 0 && (n % 100) < u64::from(percent))
+    }
+
+    /// Hands one audit entry for `decisions` to the store, without waiting for the disk: a
+    /// single decision's entry (`route.decide`) carries its fields, a batch's
+    /// (`route.decide_batch`) lists them, and every device named, so that the audit query by
+    /// device finds it.
+    fn audit_decisions(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        subject: &str,
+        decisions: &[&RouteDecision],
+        batch: bool,
+    ) {
+        let fields = |d: &RouteDecision| {
             json!({
+                "decision_id": d.decision_id,
                 "recipient": d.recipient,
                 "message_class": d.message_class,
                 "thread_id": d.thread_id,
@@ -478,8 +538,25 @@ impl Posture {
                 "rcs_e2ee": d.rcs_e2ee,
                 "devices": d.devices,
                 "policy_version": d.policy_version,
-            }),
-        );
+            })
+        };
+        let (action, details) = match decisions {
+            [one] if !batch => ("route.decide", fields(one)),
+            many => {
+                let mut devices: Vec<&str> = many
+                    .iter()
+                    .flat_map(|d| d.devices.iter().map(String::as_str))
+                    .collect();
+                devices.sort_unstable();
+                devices.dedup();
+                let listed: Vec<serde_json::Value> = many.iter().map(|d| fields(d)).collect();
+                (
+                    "route.decide_batch",
+                    json!({ "decisions": listed, "devices": devices }),
+                )
+            }
+        };
+        let draft = self.domain.draft(who, tenant, action, subject, details);
         self.domain
             .store()
             .commit_detached(DocTxn::new().audit(draft));
