@@ -48,10 +48,16 @@ fn sign(secret: &str, body: &[u8]) -> String {
     STANDARD.encode(ring::hmac::sign(&key, body).as_ref())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_nanomdm_enrollment_makes_a_managed_device() {
+#[test]
+fn a_nanomdm_enrollment_makes_a_managed_device() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(scenario(&broker));
+    broker.stop();
+}
+
+async fn scenario(broker: &Broker) {
     let http = broker.client().unwrap();
     let created: Value = http
         .post(format!("{}/v1/admin/webhooks", broker.https))
@@ -147,5 +153,4 @@ async fn a_nanomdm_enrollment_makes_a_managed_device() {
     assert_eq!(posture["record"]["mdm"]["compliance"], "compliant");
     assert_eq!(posture["record"]["mdm"]["storage_encrypted"], true);
     assert_eq!(posture["record"]["mdm"]["source"], "nanomdm");
-    broker.stop();
 }

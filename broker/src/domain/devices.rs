@@ -330,7 +330,11 @@ impl Domain {
                 "imei" => &mut d.imei,
                 _ => continue,
             };
-            if slot.is_some() || self.store.doc(DocKind::DeviceIndex, &index_id(&tenant, v))?.is_some()
+            if slot.is_some()
+                || self
+                    .store
+                    .doc(DocKind::DeviceIndex, &index_id(&tenant, v))?
+                    .is_some()
             {
                 continue;
             }

@@ -146,7 +146,11 @@ impl Harness {
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, ct, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            ct,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn admin(&self, method: &str, uri: &str, token: &str, body: Value) -> Reply {
@@ -229,9 +233,17 @@ impl Harness {
 fn assert_problem(r: &Reply, status: StatusCode, kind: &str, detail: &str) {
     assert_eq!(r.0, status, "body: {}", r.2);
     assert_eq!(r.1, "application/problem+json");
-    assert_eq!(r.2["type"], format!("urn:postern:problem:{kind}"), "{}", r.2);
+    assert_eq!(
+        r.2["type"],
+        format!("urn:postern:problem:{kind}"),
+        "{}",
+        r.2
+    );
     let d = r.2["detail"].as_str().unwrap_or_default();
-    assert!(d.contains(detail), "detail {d:?} does not contain {detail:?}");
+    assert!(
+        d.contains(detail),
+        "detail {d:?} does not contain {detail:?}"
+    );
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -307,7 +319,9 @@ async fn registrations_are_admin_only_shown_once_and_per_tenant() {
     assert_eq!(r.2["url"], format!("https://broker.test/webhooks/{id}"));
     assert_eq!(r.2["register_devices"], false);
     // the list holds no secret
-    let l = h.admin("GET", "/v1/admin/webhooks", ADMIN, Value::Null).await;
+    let l = h
+        .admin("GET", "/v1/admin/webhooks", ADMIN, Value::Null)
+        .await;
     assert_eq!(l.0, StatusCode::OK);
     assert_eq!(l.2.as_array().unwrap().len(), 1);
     assert!(!l.2.to_string().contains("whsec_"), "{}", l.2);
@@ -343,7 +357,9 @@ async fn registrations_are_admin_only_shown_once_and_per_tenant() {
         .await
         .unwrap()
         .token;
-    let r = h.admin("GET", "/v1/admin/webhooks", &mdm, Value::Null).await;
+    let r = h
+        .admin("GET", "/v1/admin/webhooks", &mdm, Value::Null)
+        .await;
     assert_problem(&r, StatusCode::FORBIDDEN, "forbidden", "admin required");
 
     // another tenant's admin sees none of them and cannot touch them
@@ -357,7 +373,9 @@ async fn registrations_are_admin_only_shown_once_and_per_tenant() {
         .await
         .unwrap()
         .token;
-    let l = h.admin("GET", "/v1/admin/webhooks", &other, Value::Null).await;
+    let l = h
+        .admin("GET", "/v1/admin/webhooks", &other, Value::Null)
+        .await;
     assert_eq!(l.2, json!([]));
     for (m, uri) in [
         ("DELETE", format!("/v1/admin/webhooks/{id}")),
@@ -394,7 +412,10 @@ async fn nanomdm_vectors_register_and_check_in_and_replays_change_nothing() {
     assert_eq!(r.2["status"], "applied");
     assert_eq!(r.2["registered"], true);
     let dev = h.device_by("C02MT66KFLHH");
-    assert_eq!(dev.udid.as_deref(), Some("66ADE930-5FDF-5EC4-8429-15640684C489"));
+    assert_eq!(
+        dev.udid.as_deref(),
+        Some("66ADE930-5FDF-5EC4-8429-15640684C489")
+    );
     assert_eq!(dev.platform.as_deref(), Some("macos"));
     assert_eq!(dev.model.as_deref(), Some("iMac14,2"));
     assert_eq!(r.2["device_id"], dev.id.as_str());
@@ -470,7 +491,8 @@ async fn bad_credentials_are_401_and_store_nothing() {
     let (micro, micro_secret) = h.webhook("micromdm").await;
     let body = vector(&v, "mdm/nanomdm/webhook-Authenticate.2.json");
     let before = (h.audit_len(), h.devices());
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (nano.as_str(), vec![], "X-Hmac-Signature is required"),
         // the secret itself is not enough for NanoMDM
         (
@@ -546,10 +568,7 @@ async fn malformed_bodies_are_400_with_the_reason() {
             "raw_payload is not a property list dictionary",
         ),
         (b"{not json".to_vec(), "not a webhook event"),
-        (
-            serde_json::to_vec(&future).unwrap(),
-            "is in the future",
-        ),
+        (serde_json::to_vec(&future).unwrap(), "is in the future"),
     ];
     let before = (h.audit_len(), h.devices());
     for (body, detail) in cases {
@@ -569,9 +588,7 @@ impl Harness {
 #[tokio::test]
 async fn unknown_and_foreign_webhook_ids_and_oversized_bodies_are_refused() {
     let h = harness().await;
-    let r = h
-        .basic("wh_00000000000000000000", "x", b"{}")
-        .await;
+    let r = h.basic("wh_00000000000000000000", "x", b"{}").await;
     assert_problem(&r, StatusCode::NOT_FOUND, "not-found", "no webhook");
     // a webhook of another tenant: its secret, not the caller's, decides
     h.domain
@@ -616,7 +633,12 @@ async fn unknown_and_foreign_webhook_ids_and_oversized_bodies_are_refused() {
     padded.extend(vec![b' '; 100 * 1024]);
     padded.extend(b"}");
     let r = h.basic(&id, &secret, &padded).await;
-    assert_problem(&r, StatusCode::BAD_REQUEST, "malformed", "not a webhook event");
+    assert_problem(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "malformed",
+        "not a webhook event",
+    );
 }
 
 #[tokio::test]
@@ -633,11 +655,13 @@ async fn jamf_events_enroll_and_an_older_check_in_changes_nothing() {
             b["webhook"]["eventTimestamp"] = json!(ms(t0));
             b
         }
-        None => json!({"event": {"serialNumber": "F2LXXXXXXXXX", "udid": "00008110-000A1B2C3D4E5F60",
+        None => {
+            json!({"event": {"serialNumber": "F2LXXXXXXXXX", "udid": "00008110-000A1B2C3D4E5F60",
                 "imei": "35 000000 000000 0", "jssID": 42, "model": "iPhone 15", "osVersion": "18.1",
                 "username": "alice"},
             "webhook": {"eventTimestamp": ms(t0), "id": 7, "name": "x",
-                "webhookEvent": "MobileDeviceEnrolled"}}),
+                "webhookEvent": "MobileDeviceEnrolled"}})
+        }
     };
     let r = h
         .basic(&id, &secret, &serde_json::to_vec(&enrolled).unwrap())
@@ -652,9 +676,11 @@ async fn jamf_events_enroll_and_an_older_check_in_changes_nothing() {
     assert_eq!(rec.identifiers.mdm_id.as_deref(), Some("42"));
 
     let check_in = |at: OffsetDateTime, os: &str| {
-        serde_json::to_vec(&json!({"event": {"serialNumber": "F2LXXXXXXXXX", "osVersion": os},
+        serde_json::to_vec(
+            &json!({"event": {"serialNumber": "F2LXXXXXXXXX", "osVersion": os},
             "webhook": {"eventTimestamp": ms(at), "id": 9, "name": "x",
-                "webhookEvent": "MobileDeviceCheckIn"}}))
+                "webhookEvent": "MobileDeviceCheckIn"}}),
+        )
         .unwrap()
     };
     let r = h
@@ -789,7 +815,11 @@ async fn device_properties_attestation_counts_only_when_postern_verifies_it() {
     s.freshness = Some(vec![7; 32]); // the MDM's nonce, which postern does not know
     let udid = s.udid.clone().unwrap();
     let r = h
-        .nano(&id, &secret, &authenticate("C02ATTEST01", &udid, now - Duration::minutes(10)))
+        .nano(
+            &id,
+            &secret,
+            &authenticate("C02ATTEST01", &udid, now - Duration::minutes(10)),
+        )
         .await;
     let device = r.2["device_id"].as_str().unwrap().to_owned();
 
@@ -825,7 +855,11 @@ async fn device_properties_attestation_counts_only_when_postern_verifies_it() {
         .nano(
             &id,
             &secret,
-            &device_information(&udid, &chain(&h.apple, &stranger), now - Duration::minutes(8)),
+            &device_information(
+                &udid,
+                &chain(&h.apple, &stranger),
+                now - Duration::minutes(8),
+            ),
         )
         .await;
     assert_eq!(r.2["attestation"]["status"], "refused", "{}", r.2);
@@ -842,7 +876,10 @@ async fn device_properties_attestation_counts_only_when_postern_verifies_it() {
     let a = h.record(&device).attestation.unwrap();
     assert_eq!(a.format, Format::Apple);
     // certificates hold whole seconds
-    assert_eq!(a.verified_at.unix_timestamp(), s.not_before.unix_timestamp());
+    assert_eq!(
+        a.verified_at.unix_timestamp(),
+        s.not_before.unix_timestamp()
+    );
     let accepted = h.audit_len();
     // a replay changes nothing and is not audited again
     let r = h.nano(&id, &secret, &body).await;
@@ -862,7 +899,9 @@ async fn the_real_mda_leaf_is_read_but_not_trusted_without_its_sub_ca() {
     let udid = facts.udid.clone().unwrap();
     let (id, secret) = h.webhook("nanomdm").await;
     let at = h.clock_now() - Duration::minutes(5);
-    let r = h.nano(&id, &secret, &authenticate(&serial, &udid, at)).await;
+    let r = h
+        .nano(&id, &secret, &authenticate(&serial, &udid, at))
+        .await;
     assert_eq!(r.2["registered"], true, "{}", r.2);
     // delivered alone (Apple's Sub CA 1 is not in the vector): no path to Apple's root
     let r = h

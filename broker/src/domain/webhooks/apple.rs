@@ -66,8 +66,8 @@ struct Ids {
 /// neither or both of the events, a `raw_payload` that is not base64 or not a property list,
 /// a `MessageType` other than the topic's.
 pub(super) fn parse(body: &[u8]) -> DomainResult<Report> {
-    let env: Envelope = serde_json::from_slice(body)
-        .map_err(|e| malformed(format!("not a webhook event: {e}")))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not a webhook event: {e}")))?;
     let occurred_at = OffsetDateTime::parse(&env.created_at, &Rfc3339).map_err(|_| {
         malformed(format!(
             "created_at {:?} is not an RFC 3339 date-time",
@@ -129,9 +129,7 @@ fn checked_in(
     report: &mut Report,
 ) -> DomainResult<()> {
     let Some(message) = string(dict, "MessageType") else {
-        return Err(malformed(
-            "the check-in has no MessageType",
-        ));
+        return Err(malformed("the check-in has no MessageType"));
     };
     if topic != format!("mdm.{message}") {
         return Err(malformed(format!(
@@ -172,24 +170,20 @@ fn checked_in(
 
 /// A command report (`acknowledge_event`): the device checked in; a `DeviceInformation` or
 /// `SecurityInfo` response says more.
-fn acknowledged(
-    dict: &Dictionary,
-    status: Option<&str>,
-    report: &mut Report,
-) -> DomainResult<()> {
+fn acknowledged(dict: &Dictionary, status: Option<&str>, report: &mut Report) -> DomainResult<()> {
     let status = string(dict, "Status").or_else(|| status.map(str::to_owned));
     let mut check_in = super::CheckIn::default();
     if status.as_deref() == Some("Acknowledged") {
         if let Some(q) = dict.get("QueryResponses") {
-            let q = q.as_dictionary().ok_or_else(|| {
-                malformed("QueryResponses is not a dictionary")
-            })?;
+            let q = q
+                .as_dictionary()
+                .ok_or_else(|| malformed("QueryResponses is not a dictionary"))?;
             device_information(q, report, &mut check_in)?;
         }
         if let Some(si) = dict.get("SecurityInfo") {
-            let si = si.as_dictionary().ok_or_else(|| {
-                malformed("SecurityInfo is not a dictionary")
-            })?;
+            let si = si
+                .as_dictionary()
+                .ok_or_else(|| malformed("SecurityInfo is not a dictionary"))?;
             check_in.compliance = security_compliance(si);
             check_in.storage_encrypted = storage_encrypted(si);
         }
@@ -217,9 +211,9 @@ fn device_information(
     check_in.supervised = boolean(q, "IsSupervised");
     check_in.activation_lock = boolean(q, "IsActivationLockEnabled");
     if let Some(v) = q.get("DevicePropertiesAttestation") {
-        let arr = v.as_array().ok_or_else(|| {
-            malformed("DevicePropertiesAttestation is not an array")
-        })?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| malformed("DevicePropertiesAttestation is not an array"))?;
         if arr.len() > 8 {
             return Err(malformed(
                 "DevicePropertiesAttestation holds more than 8 certificates",
@@ -230,9 +224,7 @@ fn device_information(
             .map(|c| c.as_data().map(<[u8]>::to_vec))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
-                malformed(
-                    "DevicePropertiesAttestation holds something other than data",
-                )
+                malformed("DevicePropertiesAttestation holds something other than data")
             })?;
         report.attestation = Some(chain);
     }
@@ -303,9 +295,8 @@ pub fn platform(product: &str) -> Option<String> {
 pub fn plist_dict(raw: &[u8]) -> DomainResult<Dictionary> {
     let v: Value = plist::from_bytes(raw)
         .map_err(|e| malformed(format!("raw_payload is not a property list: {e}")))?;
-    v.into_dictionary().ok_or_else(|| {
-        malformed("raw_payload is not a property list dictionary")
-    })
+    v.into_dictionary()
+        .ok_or_else(|| malformed("raw_payload is not a property list dictionary"))
 }
 
 fn string(d: &Dictionary, key: &str) -> Option<String> {

@@ -439,7 +439,12 @@ impl Webhooks {
     ///
     /// # Errors
     /// Forbidden, NotFound, Conflict (changed meanwhile), store failures.
-    pub async fn delete(&self, who: &Principal, tenant: Option<&str>, id: &str) -> DomainResult<()> {
+    pub async fn delete(
+        &self,
+        who: &Principal,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> DomainResult<()> {
         let (rec, bytes) = self.own(who, tenant, id)?;
         let txn = DocTxn::new()
             .unchanged(DocKind::Webhook, id, bytes)
@@ -753,7 +758,9 @@ impl Webhooks {
         if add.is_empty() {
             return Ok(device);
         }
-        self.domain().add_device_identifiers(who, device, &add).await
+        self.domain()
+            .add_device_identifiers(who, device, &add)
+            .await
     }
 
     /// The posture event a report makes for `device`, if any.
@@ -824,7 +831,9 @@ impl Webhooks {
         Option<crate::domain::posture::service::DeviceOutcome>,
     )> {
         let now = self.domain().clock().now();
-        let provisioners = self.acme.attestation_provisioners(&rec.tenant, Format::Apple);
+        let provisioners = self
+            .acme
+            .attestation_provisioners(&rec.tenant, Format::Apple);
         let chain_owned = chain.to_vec();
         let verified = tokio::task::spawn_blocking(move || {
             if provisioners.is_empty() {
@@ -838,9 +847,8 @@ impl Webhooks {
                     Err(e) => last = Some(e),
                 }
             }
-            Err(last.unwrap_or_else(|| {
-                postern_certs::attestation::AttestError::Format("apple".into())
-            }))
+            Err(last
+                .unwrap_or_else(|| postern_certs::attestation::AttestError::Format("apple".into())))
         })
         .await
         .map_err(|e| DomainError::internal(format!("attestation task: {e}")))?;

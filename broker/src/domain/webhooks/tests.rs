@@ -37,7 +37,11 @@ fn malformed_apple_events_say_why() {
     let check = |body: &[u8], want: &str| {
         let e = apple::parse(body).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Malformed);
-        assert!(e.detail.contains(want), "{} does not contain {want}", e.detail);
+        assert!(
+            e.detail.contains(want),
+            "{} does not contain {want}",
+            e.detail
+        );
     };
     let tu = plist("<key>MessageType</key><string>TokenUpdate</string>");
     check(
@@ -49,7 +53,11 @@ fn malformed_apple_events_say_why() {
         "raw_payload is not base64",
     );
     check(
-        &nano("mdm.TokenUpdate", "checkin_event", &STANDARD.encode("<plist><dict>")),
+        &nano(
+            "mdm.TokenUpdate",
+            "checkin_event",
+            &STANDARD.encode("<plist><dict>"),
+        ),
         "raw_payload is not a property list",
     );
     check(b"[]", "not a webhook event");
@@ -92,9 +100,15 @@ fn jamf_and_workspace_one_events_map() {
     assert_eq!(r.occurred_at.unix_timestamp(), 1_730_000_000);
     assert_eq!(r.device.platform.as_deref(), Some("macos"));
     assert_eq!(r.device.mdm_id.as_deref(), Some("13"));
-    assert!(matches!(r.action, Action::CheckedIn(ref c) if c.os_version.as_deref() == Some("15.1")));
+    assert!(
+        matches!(r.action, Action::CheckedIn(ref c) if c.os_version.as_deref() == Some("15.1"))
+    );
     let e = jamf::parse(br#"{"event":{},"webhook":{"webhookEvent":"X"}}"#).unwrap_err();
-    assert!(e.detail.contains("not a Jamf Pro webhook event"), "{}", e.detail);
+    assert!(
+        e.detail.contains("not a Jamf Pro webhook event"),
+        "{}",
+        e.detail
+    );
 
     let ws1 = br#"{"EventId":1,"EventType":"Compliance Status Changed","EventTime":"/Date(1368076195887)/",
         "Udid":"U","SerialNumber":"S","ComplianceStatus":"NonCompliant","CompromisedStatus":"Compromised",

@@ -115,10 +115,7 @@ fn event_time(s: &str) -> DomainResult<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t);
     }
-    if let Some(ms) = s
-        .strip_prefix("/Date(")
-        .and_then(|r| r.strip_suffix(")/"))
-    {
+    if let Some(ms) = s.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
         let ms: i64 = ms.parse().map_err(|_| bad())?;
         return OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .map_err(|_| bad());
