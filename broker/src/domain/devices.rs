@@ -291,4 +291,82 @@ impl Domain {
             .unchanged(DocKind::Device, key.clone(), old)
             .put(DocKind::Device, key, encode(&d)?))
     }
+
+    /// Adds identifiers (`serial`, `udid`, `imei`) to a device that has none of that kind, as
+    /// an MDM reports them; an identifier that already names a device of the tenant is left
+    /// out. Returns the device as stored afterwards.
+    ///
+    /// # Errors
+    /// Forbidden (role), Malformed (a bad value), Conflict (the device changed meanwhile),
+    /// store failures.
+    pub async fn add_device_identifiers(
+        &self,
+        who: &Principal,
+        device: Device,
+        add: &[(&str, String)],
+    ) -> DomainResult<Device> {
+        if !matches!(who.role, Role::Admin | Role::Mdm) {
+            return Err(DomainError::new(
+                ErrorKind::Forbidden,
+                format!("role {} may not change devices", who.role.as_str()),
+            ));
+        }
+        let tenant = device.tenant.clone();
+        let key = doc_id(&tenant, &device.id);
+        let Some(old) = self.store.doc(DocKind::Device, &key)? else {
+            return Err(DomainError::new(
+                ErrorKind::NotFound,
+                format!("no device {}", device.id),
+            ));
+        };
+        let mut d = decode(&old)?;
+        let mut txn = DocTxn::new();
+        let mut added = Vec::new();
+        for (what, v) in add {
+            check_identifier(what, v)?;
+            let slot = match *what {
+                "serial" => &mut d.serial,
+                "udid" => &mut d.udid,
+                "imei" => &mut d.imei,
+                _ => continue,
+            };
+            if slot.is_some()
+                || self
+                    .store
+                    .doc(DocKind::DeviceIndex, &index_id(&tenant, v))?
+                    .is_some()
+            {
+                continue;
+            }
+            *slot = Some(v.clone());
+            txn = txn.absent(DocKind::DeviceIndex, index_id(&tenant, v)).put(
+                DocKind::DeviceIndex,
+                index_id(&tenant, v),
+                d.id.clone().into_bytes(),
+            );
+            added.push(*what);
+        }
+        if added.is_empty() {
+            return Ok(d);
+        }
+        let draft = self.draft(
+            who,
+            &tenant,
+            "device.identifiers.add",
+            &d.id,
+            json!({ "added": added }),
+        );
+        let txn = txn
+            .unchanged(DocKind::Device, key.clone(), old)
+            .put(DocKind::Device, key, encode(&d)?)
+            .audit(draft);
+        match self.commit(txn).await {
+            Ok(_) => Ok(d),
+            Err(StoreError::Conflict(_)) => Err(DomainError::new(
+                ErrorKind::Conflict,
+                "the device or an identifier changed concurrently; try again",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod pki;
 pub mod posture;
 pub mod ssf;
 pub mod tenancy;
+pub mod webhooks;
 
 use std::sync::Arc;
 

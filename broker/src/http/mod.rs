@@ -12,6 +12,7 @@ pub mod feed;
 pub mod pki;
 pub mod posture;
 pub mod ssf;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -77,6 +78,12 @@ async fn read_body_first(
     use axum::response::IntoResponse as _;
     use http_body_util::BodyExt as _;
     let (parts, body) = req.into_parts();
+    // MDM webhook deliveries have their own, larger limit
+    let limit = if parts.uri.path().starts_with("/webhooks/") {
+        limit.max(crate::domain::webhooks::MAX_BODY)
+    } else {
+        limit
+    };
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
@@ -117,7 +124,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(auth::routes())
             .merge(posture::routes())
             .merge(feed::routes())
-            .merge(ssf::routes()),
+            .merge(ssf::routes())
+            .merge(webhooks::routes()),
         state,
         max_body_bytes,
     )

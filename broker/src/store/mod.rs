@@ -92,11 +92,13 @@ pub enum DocKind {
     SsfStream,
     /// SSF events queued for a stream, by `stream/sequence`.
     SsfEvent,
+    /// MDM webhook registrations (with their secrets), by webhook id.
+    Webhook,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 16] = [
+    pub const ALL: [DocKind; 17] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -113,6 +115,7 @@ impl DocKind {
         DocKind::FeedIndex,
         DocKind::SsfStream,
         DocKind::SsfEvent,
+        DocKind::Webhook,
     ];
 
     /// The key prefix and name in messages.
@@ -134,6 +137,7 @@ impl DocKind {
             DocKind::FeedIndex => "feed-index",
             DocKind::SsfStream => "ssf-streams",
             DocKind::SsfEvent => "ssf-events",
+            DocKind::Webhook => "webhooks",
         }
     }
 }

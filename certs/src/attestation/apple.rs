@@ -202,7 +202,57 @@ pub(crate) fn verify(
 
     // 5. every other fact
     let facts = facts(&leaf)?;
-    Ok(evidence(facts, challenge, &x5c, &path))
+    Ok(evidence(
+        facts,
+        challenge.identifier.to_order_value(),
+        challenge.now,
+        &x5c,
+        &path,
+    ))
+}
+
+/// Verifies a `DevicePropertiesAttestation`: the chain of DER certificates (leaf first) that
+/// an MDM's `DeviceInformation` query returns, as it reaches postern through the MDM. The
+/// checks are those of [`verify`] without the freshness code, which echoes the
+/// `DeviceAttestationNonce` that the MDM chose, not a value postern issued: the path to
+/// `roots` at `now`, a leaf that is not a CA, an EC P-256 or P-384 key, and facts that parse.
+/// The leaf must name a serial number or a UDID; the caller compares them with the device it
+/// expects, and judges the attestation's age by [`Evidence::not_before`] (a device returns a
+/// cached attestation for up to 7 days). [`Evidence::identifier`] is the serial number, or the
+/// UDID when the leaf has none.
+///
+/// # Errors
+/// [`AttestError::Malformed`] (an empty chain, a certificate or fact that does not parse),
+/// [`AttestError::Untrusted`], [`AttestError::Expired`], [`AttestError::Key`],
+/// [`AttestError::Identifier`] (neither serial number nor UDID, as under User Enrollment).
+pub(crate) fn verify_device_properties(
+    x5c: &[Vec<u8>],
+    roots: &TrustRoots,
+    now: OffsetDateTime,
+    cache: &ChainCache,
+) -> Result<Evidence, AttestError> {
+    if x5c.is_empty() {
+        return Err(AttestError::malformed("the attestation chain is empty"));
+    }
+    let path = verify_path(x5c, roots, now, cache)?;
+    let leaf = parse_leaf(&x5c[0])?;
+    match leaf.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca => {
+            return Err(AttestError::Untrusted(
+                "the attestation leaf is a ca certificate".into(),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(AttestError::malformed(format!("leaf: {e}"))),
+    }
+    check_key(leaf.public_key())?;
+    let facts = facts(&leaf)?;
+    let Some(identifier) = facts.serial.clone().or_else(|| facts.udid.clone()) else {
+        return Err(AttestError::Identifier(
+            "the attestation carries neither a serial number nor a udid (user enrollment)".into(),
+        ));
+    };
+    Ok(evidence(facts, identifier, now, x5c, &path))
 }
 
 fn match_identifier(
@@ -252,7 +302,8 @@ fn match_identifier(
 
 fn evidence(
     leaf: AppleLeaf,
-    challenge: &Challenge<'_>,
+    identifier: String,
+    now: OffsetDateTime,
     x5c: &[Vec<u8>],
     path: &chain::VerifiedPath,
 ) -> Evidence {
@@ -313,7 +364,7 @@ fn evidence(
     Evidence {
         format: Format::Apple,
         vendor: "Apple".to_owned(),
-        identifier: challenge.identifier.to_order_value(),
+        identifier,
         device_ids,
         os_version,
         patch_level: None,
@@ -325,7 +376,7 @@ fn evidence(
         }),
         properties,
         public_key,
-        verified_at: challenge.now,
+        verified_at: now,
         not_before,
         not_after,
         chain_sha256,

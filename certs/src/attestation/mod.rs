@@ -543,6 +543,25 @@ impl Verifier {
             Format::Tpm => tpm::verify(&obj, challenge, roots, &self.cache),
         }
     }
+
+    /// Verifies an Apple `DevicePropertiesAttestation` chain (DER certificates, leaf first, as
+    /// an MDM's `DeviceInformation` response carries it) against this verifier's `apple` roots
+    /// at `now`; see [`apple::verify_device_properties`] for what is and is not checked.
+    ///
+    /// # Errors
+    /// [`AttestError::Format`] when `apple` is not enabled; otherwise as
+    /// [`apple::verify_device_properties`].
+    pub fn verify_apple_device_properties(
+        &self,
+        x5c: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Result<Evidence, AttestError> {
+        let roots = self
+            .roots
+            .get(&Format::Apple)
+            .ok_or_else(|| AttestError::Format(Format::Apple.as_str().to_owned()))?;
+        apple::verify_device_properties(x5c, roots, now, &self.cache)
+    }
 }
 
 /// Hex SHA-256.

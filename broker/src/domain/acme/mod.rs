@@ -457,6 +457,27 @@ impl Acme {
     }
 }
 
+/// The attestation verifiers of a tenant's provisioners, for attestations that reach postern
+/// by other paths than ACME (an MDM relaying `DevicePropertiesAttestation`): the same roots.
+impl Acme {
+    /// The `device-attest-01` provisioners of `tenant` that accept `format`, in name order.
+    pub fn attestation_provisioners(
+        &self,
+        tenant: &str,
+        format: postern_certs::attestation::Format,
+    ) -> Vec<Arc<Provisioner>> {
+        self.provisioners
+            .values()
+            .filter(|p| {
+                p.settings.tenant == tenant
+                    && p.settings.challenge == provisioner::DEVICE_ATTEST_01
+                    && p.verifier.formats().any(|f| f == format)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 /// The system's trust anchors (Debian's bundle), for fetching public lists.
 pub(crate) fn system_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();

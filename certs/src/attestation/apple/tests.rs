@@ -701,3 +701,71 @@ fn sub_ca_der() -> Vec<u8> {
     let obj = AttestationObject::decode(&AUTHORITY.attest(&statement())).unwrap();
     obj.x5c().unwrap().remove(1)
 }
+
+/// The chain of an attestation object as a `DevicePropertiesAttestation` array.
+fn device_properties(s: &AppleStatement, authority: &AppleTestAuthority) -> Vec<Vec<u8>> {
+    AttestationObject::decode(&authority.attest(s))
+        .unwrap()
+        .x5c()
+        .unwrap()
+}
+
+#[test]
+fn device_properties_verify_without_a_freshness_code() {
+    let mut s = statement();
+    s.freshness = None;
+    let mut v = Verifier::new(&[Format::Apple]);
+    v.set_roots(Format::Apple, AUTHORITY.roots());
+    let e = v
+        .verify_apple_device_properties(&device_properties(&s, &AUTHORITY), now())
+        .unwrap();
+    assert_eq!(e.identifier, SERIAL);
+    assert_eq!(e.device_ids.get("serial").map(String::as_str), Some(SERIAL));
+    assert_eq!(e.os_version.as_deref(), Some("15.5"));
+    assert_eq!(e.verified_at, now());
+    assert_eq!(e.not_before, s.not_before);
+    assert_eq!(e.chain_sha256.len(), 3);
+}
+
+#[test]
+fn device_properties_from_another_authority_are_untrusted() {
+    let other = AppleTestAuthority::new();
+    let mut v = Verifier::new(&[Format::Apple]);
+    v.set_roots(Format::Apple, AUTHORITY.roots());
+    let err = v
+        .verify_apple_device_properties(&device_properties(&statement(), &other), now())
+        .unwrap_err();
+    assert!(matches!(err, AttestError::Untrusted(_)), "{err}");
+}
+
+#[test]
+fn device_properties_need_a_device_identifier_and_a_chain() {
+    let mut s = statement();
+    s.serial = None;
+    s.udid = None;
+    let mut v = Verifier::new(&[Format::Apple]);
+    v.set_roots(Format::Apple, AUTHORITY.roots());
+    let err = v
+        .verify_apple_device_properties(&device_properties(&s, &AUTHORITY), now())
+        .unwrap_err();
+    assert!(matches!(err, AttestError::Identifier(_)), "{err}");
+    let err = v.verify_apple_device_properties(&[], now()).unwrap_err();
+    assert_eq!(
+        err,
+        AttestError::Malformed("the attestation chain is empty".into())
+    );
+    // expired at the verification time
+    let err = v
+        .verify_apple_device_properties(
+            &device_properties(&statement(), &AUTHORITY),
+            now() + Duration::days(365),
+        )
+        .unwrap_err();
+    assert!(matches!(err, AttestError::Expired(_)), "{err}");
+    // not enabled
+    let v = Verifier::new(&[Format::Tpm]);
+    let err = v
+        .verify_apple_device_properties(&device_properties(&statement(), &AUTHORITY), now())
+        .unwrap_err();
+    assert_eq!(err, AttestError::Format("apple".into()));
+}
