@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod admin;
 pub mod auth;
+pub mod connectors;
 pub mod error;
 pub mod feed;
 pub mod pki;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub posture: Arc<crate::domain::posture::Posture>,
     /// The SSF transmitter, when the broker runs one.
     pub ssf: Option<Arc<crate::domain::ssf::Ssf>>,
+    /// The MDM connectors, when the broker runs them.
+    pub connectors: Option<Arc<crate::connectors::Connectors>>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             acme,
             posture,
             ssf: None,
+            connectors: None,
         }
     }
 
@@ -58,6 +62,13 @@ impl AppState {
     #[must_use]
     pub fn with_ssf(mut self, ssf: Arc<crate::domain::ssf::Ssf>) -> Self {
         self.ssf = Some(ssf);
+        self
+    }
+
+    /// The same state with the MDM connectors.
+    #[must_use]
+    pub fn with_connectors(mut self, connectors: Arc<crate::connectors::Connectors>) -> Self {
+        self.connectors = Some(connectors);
         self
     }
 }
@@ -117,7 +128,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(auth::routes())
             .merge(posture::routes())
             .merge(feed::routes())
-            .merge(ssf::routes()),
+            .merge(ssf::routes())
+            .merge(connectors::routes()),
         state,
         max_body_bytes,
     )

@@ -92,11 +92,16 @@ pub enum DocKind {
     SsfStream,
     /// SSF events queued for a stream, by `stream/sequence`.
     SsfEvent,
+    /// MDM connectors' state (last success, last error, next run), by connector name.
+    ConnectorState,
+    /// Vendor devices a connector applied (`connector/vendor id`) to postern's device and a
+    /// fingerprint of what was applied.
+    ConnectorDevice,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 16] = [
+    pub const ALL: [DocKind; 18] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -113,6 +118,8 @@ impl DocKind {
         DocKind::FeedIndex,
         DocKind::SsfStream,
         DocKind::SsfEvent,
+        DocKind::ConnectorState,
+        DocKind::ConnectorDevice,
     ];
 
     /// The key prefix and name in messages.
@@ -134,6 +141,8 @@ impl DocKind {
             DocKind::FeedIndex => "feed-index",
             DocKind::SsfStream => "ssf-streams",
             DocKind::SsfEvent => "ssf-events",
+            DocKind::ConnectorState => "connector-state",
+            DocKind::ConnectorDevice => "connector-devices",
         }
     }
 }
