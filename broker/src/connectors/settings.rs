@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-/// One `[[connectors]]` table.
+/// One `[[connectors]]` table. Unknown keys are refused by the vendor's table (serde cannot
+/// refuse them here, beside `flatten`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
     /// Unique name (`[A-Za-z0-9_-]`, at most 64), used in the admin API and the store.
     pub name: String,
@@ -45,7 +45,7 @@ pub struct ConnectorSettings {
 
 /// The vendor API, by `kind`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum VendorSettings {
     /// Microsoft Intune through Microsoft Graph.
     Intune(IntuneSettings),
