@@ -418,14 +418,20 @@ fn retry_after(h: &HeaderMap, now: OffsetDateTime) -> Option<Duration> {
 
 /// `application/x-www-form-urlencoded` of `pairs`.
 pub fn form(pairs: &[(&str, &str)]) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    // what application/x-www-form-urlencoded leaves as it is
+    const FORM: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'*');
     pairs
         .iter()
         .map(|(k, v)| {
             format!(
                 "{}={}",
-                utf8_percent_encode(k, NON_ALPHANUMERIC),
-                utf8_percent_encode(v, NON_ALPHANUMERIC)
+                utf8_percent_encode(k, FORM),
+                utf8_percent_encode(v, FORM)
             )
         })
         .collect::<Vec<_>>()
@@ -456,7 +462,7 @@ mod tests {
     fn form_encodes_reserved_characters() {
         assert_eq!(
             form(&[("a b", "x&y=z"), ("scope", "https://g/.default")]),
-            "a%20b=x%26y%3Dz&scope=https%3A%2F%2Fg%2F%2Edefault"
+            "a%20b=x%26y%3Dz&scope=https%3A%2F%2Fg%2F.default"
         );
     }
 }
