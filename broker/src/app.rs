@@ -519,3 +519,18 @@ pub fn open_ssf(app: &App) -> anyhow::Result<Arc<crate::domain::ssf::Ssf>> {
         .with_settings(app.settings.ssf.clone()),
     ))
 }
+
+/// The `[[connectors]]` of an opened service, ready to run: the caller spawns
+/// [`Connectors::run`](crate::connectors::Connectors::run).
+///
+/// # Errors
+/// A connector that does not open (its key named).
+pub fn open_connectors(app: &App) -> anyhow::Result<Arc<crate::connectors::Connectors>> {
+    crate::connectors::Connectors::open(
+        &app.settings.connectors,
+        &app.posture,
+        Arc::new(crate::connectors::client::TokioSleeper),
+    )
+    .map(Arc::new)
+    .map_err(|m| anyhow::anyhow!("configuration: {m}"))
+}

@@ -39,6 +39,8 @@ pub struct Settings {
     pub feed: FeedSettings,
     /// The SSF transmitter.
     pub ssf: crate::domain::ssf::SsfSettings,
+    /// MDM polling connectors (`[[connectors]]`).
+    pub connectors: Vec<crate::connectors::settings::ConnectorSettings>,
 }
 
 /// Log output.
@@ -138,6 +140,7 @@ impl Default for Settings {
             acme: crate::domain::acme::AcmeSettings::default(),
             feed: FeedSettings::default(),
             ssf: crate::domain::ssf::SsfSettings::default(),
+            connectors: Vec::new(),
         }
     }
 }
@@ -237,6 +240,23 @@ impl Settings {
                 "feed.checkpoint_refresh_seconds",
                 "must be between 1 and 3600",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_connectors(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.connectors.iter().enumerate() {
+            c.check()
+                .map_err(|(k, m)| err(&format!("connectors[{i}].{k}"), m))?;
+            if !names.insert(&c.name) {
+                return Err(err(
+                    &format!("connectors[{i}].name"),
+                    format!("{:?} appears twice", c.name),
+                ));
+            }
         }
         Ok(())
     }
@@ -383,6 +403,7 @@ impl Settings {
         self.ssf
             .check()
             .map_err(|(k, m)| err(&format!("ssf.{k}"), m))?;
+        self.validate_connectors()?;
         for (i, n) in self.tls.names.iter().enumerate() {
             if n.parse::<std::net::IpAddr>().is_err()
                 && postern_certs::names::SubjectName::parse_tagged(&format!("dns:{n}")).is_err()

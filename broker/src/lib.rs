@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod connectors;
 pub mod domain;
 pub mod feed_verify;
 pub mod http;

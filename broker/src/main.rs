@@ -441,12 +441,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Arc::clone(&app.posture),
     )
     .with_ssf(Arc::clone(&ssf));
+    let connectors = app::open_connectors(&app)?;
+    let state = state.with_connectors(Arc::clone(&connectors));
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;
     let plain_addr = plain.local_addr()?;
     let (tx, rx) = watch::channel(false);
     // SSF push delivery: queued SETs go out to push receivers
     let pushers = tokio::spawn(Arc::clone(&ssf).run_push(rx.clone()));
+    // MDM connectors poll their vendors
+    let polling = tokio::spawn(Arc::clone(&connectors).run(rx.clone()));
     let t1 = tokio::spawn(server::serve_tls(
         https,
         tls,
@@ -531,6 +535,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = t1.await;
         let _ = t2.await;
         let _ = pushers.await;
+        let _ = polling.await;
     })
     .await;
     app.domain.flush().await?;

@@ -100,8 +100,11 @@ impl Broker {
                         Arc::clone(&app.posture),
                     )
                     .with_ssf(Arc::clone(&ssf));
+                    let connectors = app::open_connectors(&app)?;
+                    let state = state.with_connectors(Arc::clone(&connectors));
                     let addrs = (https.local_addr()?, plain.local_addr()?, Arc::clone(&ssf));
                     let pushers = tokio::spawn(ssf.run_push(stop_rx.clone()));
+                    let polling = tokio::spawn(connectors.run(stop_rx.clone()));
                     let max = app.settings.limits.max_body_bytes;
                     let t1 = tokio::spawn(server::serve_tls(
                         https,
@@ -114,10 +117,10 @@ impl Broker {
                         http::plain_router(state, max),
                         stop_rx.clone(),
                     ));
-                    anyhow::Ok((addrs, app, t1, t2, pushers))
+                    anyhow::Ok((addrs, app, t1, t2, (pushers, polling)))
                 };
                 match started.await {
-                    Ok((addrs, app, t1, t2, pushers)) => {
+                    Ok((addrs, app, t1, t2, (pushers, polling))) => {
                         let inside = (
                             Arc::downgrade(&app.domain),
                             tokio::runtime::Handle::current(),
@@ -128,6 +131,7 @@ impl Broker {
                         let _ = t1.await;
                         let _ = t2.await;
                         let _ = pushers.await;
+                        let _ = polling.await;
                         let _ = app.domain.flush().await;
                     }
                     Err(e) => {

@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod admin;
 pub mod auth;
+pub mod connectors;
 pub mod error;
 pub mod feed;
 pub mod pki;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub posture: Arc<crate::domain::posture::Posture>,
     /// The SSF transmitter, when the broker runs one.
     pub ssf: Option<Arc<crate::domain::ssf::Ssf>>,
+    /// The MDM connectors, when the broker runs them.
+    pub connectors: Option<Arc<crate::connectors::Connectors>>,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             acme,
             posture,
             ssf: None,
+            connectors: None,
         }
     }
 
@@ -59,6 +63,13 @@ impl AppState {
     #[must_use]
     pub fn with_ssf(mut self, ssf: Arc<crate::domain::ssf::Ssf>) -> Self {
         self.ssf = Some(ssf);
+        self
+    }
+
+    /// The same state with the MDM connectors.
+    #[must_use]
+    pub fn with_connectors(mut self, connectors: Arc<crate::connectors::Connectors>) -> Self {
+        self.connectors = Some(connectors);
         self
     }
 }
@@ -125,7 +136,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(posture::routes())
             .merge(feed::routes())
             .merge(ssf::routes())
-            .merge(webhooks::routes()),
+            .merge(webhooks::routes())
+            .merge(connectors::routes()),
         state,
         max_body_bytes,
     )

@@ -94,11 +94,16 @@ pub enum DocKind {
     SsfEvent,
     /// MDM webhook registrations (with their secrets), by webhook id.
     Webhook,
+    /// MDM connectors' state (last success, last error, next run), by connector name.
+    ConnectorState,
+    /// Vendor devices a connector applied (`connector/vendor id`) to postern's device and a
+    /// fingerprint of what was applied.
+    ConnectorDevice,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 17] = [
+    pub const ALL: [DocKind; 19] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -116,6 +121,8 @@ impl DocKind {
         DocKind::SsfStream,
         DocKind::SsfEvent,
         DocKind::Webhook,
+        DocKind::ConnectorState,
+        DocKind::ConnectorDevice,
     ];
 
     /// The key prefix and name in messages.
@@ -138,6 +145,8 @@ impl DocKind {
             DocKind::SsfStream => "ssf-streams",
             DocKind::SsfEvent => "ssf-events",
             DocKind::Webhook => "webhooks",
+            DocKind::ConnectorState => "connector-state",
+            DocKind::ConnectorDevice => "connector-devices",
         }
     }
 }
