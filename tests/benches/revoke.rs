@@ -34,6 +34,10 @@
 
 mod common;
 
+/// The broker runs in this process: the allocator the `postern` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

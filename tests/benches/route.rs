@@ -40,6 +40,10 @@
 
 mod common;
 
+/// The broker runs in this process: the allocator the `postern` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

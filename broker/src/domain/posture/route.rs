@@ -138,7 +138,7 @@ fn proved_at(rec: &PostureRecord) -> Option<OffsetDateTime> {
 /// One device as the decision saw it.
 struct Seen {
     device_id: Option<String>,
-    record: Option<PostureRecord>,
+    record: Option<std::sync::Arc<PostureRecord>>,
     assessment: Assessment,
 }
 
@@ -386,10 +386,10 @@ impl Posture {
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let rec = match self.stored(tenant, &id)? {
+            let rec = match self.stored_shared(tenant, &id)? {
                 Some(r) => r,
                 None => match self.domain.device_record(tenant, &id)? {
-                    Some(d) => PostureRecord::from_device(&d),
+                    Some(d) => std::sync::Arc::new(PostureRecord::from_device(&d)),
                     None => continue,
                 },
             };
@@ -442,7 +442,7 @@ impl Posture {
                     let reproved = seen.iter().all(|s| {
                         s.record
                             .as_ref()
-                            .and_then(proved_at)
+                            .and_then(|r| proved_at(r))
                             .is_some_and(|p| p > t.since)
                     });
                     if lower {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -107,7 +107,17 @@ pub struct Posture {
     /// Bumped by every change of rules: a load that raced a change is not cached.
     rules_generation: AtomicU64,
     pub(super) route_count: AtomicU64,
+    /// Decoded posture records with the stored bytes they were decoded from (route
+    /// decisions): a read still goes to the store, and only a record whose bytes changed is
+    /// decoded again, so the cache can never answer with a stale record.
+    decoded: Mutex<HashMap<String, Decoded>>,
 }
+
+/// A posture record and the stored bytes it was decoded from.
+type Decoded = (Vec<u8>, Arc<PostureRecord>);
+
+/// At most this many decoded records are kept; a full cache starts again empty.
+const DECODED_MAX: usize = 32_768;
 
 pub(super) fn doc_id(tenant: &str, id: &str) -> String {
     format!("{tenant}/{id}")
@@ -152,6 +162,7 @@ impl Posture {
             rules: RwLock::new(HashMap::new()),
             rules_generation: AtomicU64::new(0),
             route_count: AtomicU64::new(0),
+            decoded: Mutex::new(HashMap::new()),
         }
     }
 
@@ -447,6 +458,36 @@ impl Posture {
             Some(b) => Ok(Some(decode_record(&b)?)),
             None => Ok(None),
         }
+    }
+
+    /// A device's stored posture record, shared: decoded again only when its stored bytes
+    /// differ from those it was last decoded from.
+    ///
+    /// # Errors
+    /// Store failures; Internal for a record that does not decode.
+    pub(super) fn stored_shared(
+        &self,
+        tenant: &str,
+        device_id: &str,
+    ) -> DomainResult<Option<Arc<PostureRecord>>> {
+        let key = doc_id(tenant, device_id);
+        let Some(bytes) = self.domain.store().doc(DocKind::Posture, &key)? else {
+            return Ok(None);
+        };
+        if let Ok(m) = self.decoded.lock()
+            && let Some((b, r)) = m.get(&key)
+            && *b == bytes
+        {
+            return Ok(Some(Arc::clone(r)));
+        }
+        let rec = Arc::new(decode_record(&bytes)?);
+        if let Ok(mut m) = self.decoded.lock() {
+            if m.len() >= DECODED_MAX && !m.contains_key(&key) {
+                m.clear();
+            }
+            m.insert(key, (bytes, Arc::clone(&rec)));
+        }
+        Ok(Some(rec))
     }
 
     /// A device's posture record (admin, or a gateway of its tenant) and its assessment now.
