@@ -11,6 +11,7 @@ pub mod error;
 pub mod feed;
 pub mod pki;
 pub mod posture;
+pub mod scim;
 pub mod ssf;
 
 use std::sync::Arc;
@@ -82,6 +83,9 @@ async fn read_body_first(
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
+            if parts.uri.path().starts_with("/scim/") {
+                return scim::unreadable();
+            }
             return ApiError::malformed("the request body could not be read").into_response();
         };
         if let Ok(data) = frame.into_data() {
@@ -94,6 +98,9 @@ async fn read_body_first(
         }
     }
     if seen > limit {
+        if parts.uri.path().starts_with("/scim/") {
+            return scim::too_large(limit);
+        }
         return ApiError::http(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
@@ -117,7 +124,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(auth::routes())
             .merge(posture::routes())
             .merge(feed::routes())
-            .merge(ssf::routes()),
+            .merge(ssf::routes())
+            .merge(scim::routes()),
         state,
         max_body_bytes,
     )

@@ -92,11 +92,18 @@ pub enum DocKind {
     SsfStream,
     /// SSF events queued for a stream, by `stream/sequence`.
     SsfEvent,
+    /// SCIM users, by `tenant/id`.
+    ScimUser,
+    /// SCIM groups, by `tenant/id`.
+    ScimGroup,
+    /// SCIM lookups: `tenant/user/<lower-cased userName>` to a user id, and
+    /// `tenant/uext/<hex externalId>/<id>` for each user's `externalId`.
+    ScimIndex,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 16] = [
+    pub const ALL: [DocKind; 19] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -113,6 +120,9 @@ impl DocKind {
         DocKind::FeedIndex,
         DocKind::SsfStream,
         DocKind::SsfEvent,
+        DocKind::ScimUser,
+        DocKind::ScimGroup,
+        DocKind::ScimIndex,
     ];
 
     /// The key prefix and name in messages.
@@ -134,6 +144,9 @@ impl DocKind {
             DocKind::FeedIndex => "feed-index",
             DocKind::SsfStream => "ssf-streams",
             DocKind::SsfEvent => "ssf-events",
+            DocKind::ScimUser => "scim-users",
+            DocKind::ScimGroup => "scim-groups",
+            DocKind::ScimIndex => "scim-index",
         }
     }
 }
