@@ -121,7 +121,8 @@ mod tests {
             "phoneNumbers": [{ "value": "+1 555 010 0100", "type": "mobile" }, { "value": "0100" }],
             "emails": [{ "value": "Alice@Example.com" }, { "value": "not-an-email" }],
         });
-        let a: Vec<&str> = addresses(&u).iter().map(Address::as_str).collect::<Vec<_>>();
+        let got = addresses(&u);
+        let a: Vec<&str> = got.iter().map(Address::as_str).collect();
         assert_eq!(a, ["im:alice@example.com", "tel:+15550100100"]);
         assert!(active(&u));
         assert!(!active(&json!({ "active": "False" })));

@@ -143,6 +143,9 @@ pub fn apply(
 ) -> Result<(), ScimError> {
     for op in ops {
         match &op.path {
+            Some(p) if matches!(kind.resolve(p), Some(Resolved::ExtensionObject(_))) => {
+                extension_object(kind, resource, op, p)?;
+            }
             Some(p) => {
                 let t = parse_path(kind, p)?;
                 apply_target(resource, op.kind, &t, op.value.as_ref())?;
@@ -151,6 +154,39 @@ pub fn apply(
         }
     }
     resource::tidy(kind, resource);
+    Ok(())
+}
+
+/// An operation whose path is an extension's URN: the whole extension object (`remove`
+/// drops it, `replace` sets it anew, `add` merges into it).
+fn extension_object(
+    kind: ResourceKind,
+    resource: &mut Map<String, Value>,
+    op: &Operation,
+    path: &str,
+) -> Result<(), ScimError> {
+    let Some(Resolved::ExtensionObject(urn)) = kind.resolve(path) else {
+        return Err(invalid_path(format!("unknown attribute {path:?}")));
+    };
+    if op.kind != PatchKind::Add {
+        resource.remove(urn);
+    }
+    if op.kind == PatchKind::Remove {
+        return Ok(());
+    }
+    let Some(Value::Object(inner)) = &op.value else {
+        return Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!("{urn} needs an object value"),
+        ));
+    };
+    for (k, v) in inner {
+        if k.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let t = parse_path(kind, &format!("{urn}:{k}"))?;
+        apply_target(resource, op.kind, &t, Some(v))?;
+    }
     Ok(())
 }
 
@@ -183,6 +219,9 @@ fn apply_pathless(
                     ));
                 };
                 for (ik, iv) in inner {
+                    if ik.eq_ignore_ascii_case("schemas") {
+                        continue;
+                    }
                     let t = parse_path(kind, &format!("{urn}:{ik}"))?;
                     apply_target(resource, op.kind, &t, Some(iv))?;
                 }
@@ -559,6 +598,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r["phoneNumbers"], json!([{ "type": "mobile", "value": "+1 555 0100" }]));
+    }
+
+    #[test]
+    fn extension_object_paths() {
+        let u = ResourceKind::User;
+        let start = json!({ "id": "u1", "userName": "bob", schema::ENTERPRISE: { "department": "a", "division": "b" } });
+        let r = run(u, start.clone(), ops(json!([{ "op": "add", "path": schema::ENTERPRISE, "value": { "schemas": [schema::ENTERPRISE], "costCenter": "c" } }]))).unwrap();
+        assert_eq!(r[schema::ENTERPRISE], json!({ "department": "a", "division": "b", "costCenter": "c" }));
+        let r = run(u, start.clone(), ops(json!([{ "op": "replace", "path": schema::ENTERPRISE, "value": { "costCenter": "c" } }]))).unwrap();
+        assert_eq!(r[schema::ENTERPRISE], json!({ "costCenter": "c" }));
+        let r = run(u, start, ops(json!([{ "op": "remove", "path": schema::ENTERPRISE }]))).unwrap();
+        assert!(r.get(schema::ENTERPRISE).is_none());
     }
 
     #[test]
