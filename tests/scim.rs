@@ -148,6 +148,15 @@ fn scim_user_routes_by_tel_and_deactivation_revokes() {
         std::fs::write(dir.path().join("root.pem"), broker.root_pem().unwrap()).unwrap();
         assert!(openssl_ocsp(dir.path(), &broker).ends_with("good"), "before deactivation");
 
+        // the MDM reports the device compliant
+        let at = OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+        let (s, v) = call(&http, &broker, reqwest::Method::POST, "/v1/posture/events", ADMIN_TOKEN, Some(json!({ "events": [{
+            "source": "intune", "event_id": "ci-1", "occurred_at": at,
+            "subject": { "kind": "device", "device_id": device_id },
+            "event": { "type": "checked_in", "compliance": "compliant", "os_version": "18.1" },
+        }] }))).await;
+        assert_eq!(s, 200, "{v}");
+
         // the gateway routes by the tel: address SCIM gave: the device, attested
         let (s, d) = call(&http, &broker, reqwest::Method::POST, "/v1/route", &gw,
             Some(json!({ "recipient": TEL, "message_class": "public" }))).await;

@@ -30,7 +30,10 @@ pub(super) fn routes() -> Router<AppState> {
             "/scim/v2/ServiceProviderConfig",
             get(service_provider_config).fallback(method_not_allowed),
         )
-        .route("/scim/v2/Schemas", get(schemas).fallback(method_not_allowed))
+        .route(
+            "/scim/v2/Schemas",
+            get(schemas).fallback(method_not_allowed),
+        )
         .route(
             "/scim/v2/Schemas/{id}",
             get(schema_one).fallback(method_not_allowed),
@@ -183,7 +186,10 @@ pub(super) fn unreadable() -> Response {
 }
 
 async fn not_found() -> ScimReply {
-    ScimReply(ScimError::new(ScimStatus::NotFound, "no such SCIM endpoint"))
+    ScimReply(ScimError::new(
+        ScimStatus::NotFound,
+        "no such SCIM endpoint",
+    ))
 }
 
 async fn method_not_allowed() -> Response {
@@ -281,7 +287,10 @@ fn if_match(h: &HeaderMap) -> Option<String> {
 }
 
 async fn service_provider_config(_: ScimCaller, h: HeaderMap) -> Response {
-    scim_json(StatusCode::OK, &schema::service_provider_config(&base_url(&h)))
+    scim_json(
+        StatusCode::OK,
+        &schema::service_provider_config(&base_url(&h)),
+    )
 }
 
 fn list_of(items: Vec<Value>) -> Value {
@@ -309,7 +318,10 @@ async fn schema_one(_: ScimCaller, h: HeaderMap, Path(id): Path<String>) -> Resp
 }
 
 async fn resource_types(_: ScimCaller, h: HeaderMap) -> Response {
-    scim_json(StatusCode::OK, &list_of(schema::resource_types(&base_url(&h))))
+    scim_json(
+        StatusCode::OK,
+        &list_of(schema::resource_types(&base_url(&h))),
+    )
 }
 
 async fn resource_type_one(_: ScimCaller, h: HeaderMap, Path(id): Path<String>) -> Response {
@@ -342,7 +354,11 @@ fn search_query(v: &Value) -> Result<ListQuery, ScimReply> {
             "a SearchRequest must be a JSON object",
         ))
     })?;
-    let get = |k: &str| o.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v);
+    let get = |k: &str| {
+        o.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
     let bad = |what: &str| {
         ScimReply(ScimError::bad(
             ScimType::InvalidValue,

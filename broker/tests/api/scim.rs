@@ -222,7 +222,9 @@ async fn discovery() {
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&USER) && ids.contains(&ENTERPRISE));
-    let r = h.call("GET", &format!("/scim/v2/Schemas/{USER}"), None).await;
+    let r = h
+        .call("GET", &format!("/scim/v2/Schemas/{USER}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let user_name = r.body["attributes"]
         .as_array()
@@ -265,9 +267,7 @@ async fn authentication_and_roles() {
         (Some("pst_nope_nope"), StatusCode::UNAUTHORIZED),
         (Some("non-token"), StatusCode::UNAUTHORIZED),
     ] {
-        let r = h
-            .raw("GET", "/scim/v2/Users", token, None, "", &[])
-            .await;
+        let r = h.raw("GET", "/scim/v2/Users", token, None, "", &[]).await;
         assert_scim_error(&r, status, None);
         assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
     }
@@ -326,7 +326,10 @@ async fn user_crud() {
     assert_eq!(r.headers[header::ETAG], "W/\"1\"");
     assert!(r.body["meta"]["created"].is_string() && r.body["meta"]["lastModified"].is_string());
     assert_eq!(r.body["schemas"], json!([USER]));
-    assert!(r.body.get("active").is_none(), "active missing stays missing");
+    assert!(
+        r.body.get("active").is_none(),
+        "active missing stays missing"
+    );
     assert_eq!(h.audit_actions()[before..], ["scim.user.create"]);
 
     // uniqueness is case-insensitive
@@ -355,10 +358,7 @@ async fn user_crud() {
         ("name.familyName sw \"Smi\" and active pr", 0),
         ("name.familyName sw \"Smi\" or title pr", 1),
     ] {
-        let uri = format!(
-            "/scim/v2/Users?filter={}",
-            percent_encode(filter)
-        );
+        let uri = format!("/scim/v2/Users?filter={}", percent_encode(filter));
         let r = h.call("GET", &uri, None).await;
         assert_eq!(r.status, StatusCode::OK, "{filter}: {}", r.body);
         assert_eq!(r.body["totalResults"], n, "{filter}");
@@ -419,7 +419,9 @@ async fn user_crud() {
     assert_scim_error(&r, StatusCode::PRECONDITION_FAILED, None);
 
     // DELETE, then 404
-    let r = h.call("DELETE", &format!("/scim/v2/Users/{id}"), None).await;
+    let r = h
+        .call("DELETE", &format!("/scim/v2/Users/{id}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_scim_error(
         &h.call("GET", &format!("/scim/v2/Users/{id}"), None).await,
@@ -427,12 +429,14 @@ async fn user_crud() {
         None,
     );
     assert_scim_error(
-        &h.call("DELETE", &format!("/scim/v2/Users/{id}"), None).await,
+        &h.call("DELETE", &format!("/scim/v2/Users/{id}"), None)
+            .await,
         StatusCode::NOT_FOUND,
         None,
     );
     // the name is free again
-    h.create_user(json!({ "userName": "alice@example.com" })).await;
+    h.create_user(json!({ "userName": "alice@example.com" }))
+        .await;
 }
 
 fn percent_encode(s: &str) -> String {
@@ -476,7 +480,9 @@ async fn pagination_is_stable() {
     let r = h.call("GET", "/scim/v2/Users?count=0", None).await;
     assert_eq!(r.body["totalResults"], 7);
     assert_eq!(r.body["itemsPerPage"], 0);
-    let r = h.call("GET", "/scim/v2/Users?startIndex=0&count=-4", None).await;
+    let r = h
+        .call("GET", "/scim/v2/Users?startIndex=0&count=-4", None)
+        .await;
     assert_eq!(r.body["startIndex"], 1);
     assert_eq!(r.body["itemsPerPage"], 0);
     let r = h.call("GET", "/scim/v2/Users?startIndex=100", None).await;
@@ -507,28 +513,166 @@ async fn refusals_are_scim_errors() {
     let id = u["id"].as_str().unwrap().to_owned();
     let user = format!("/scim/v2/Users/{id}");
     let cases: Vec<(&str, String, Option<Value>, StatusCode, Option<&str>)> = vec![
-        ("POST", "/scim/v2/Users".into(), Some(json!({ "name": { "givenName": "x" } })), StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("POST", "/scim/v2/Users".into(), Some(json!({ "userName": "" })), StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("POST", "/scim/v2/Users".into(), Some(json!({ "userName": 42 })), StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("POST", "/scim/v2/Users".into(), Some(json!({ "userName": "c", "active": "perhaps" })), StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("POST", "/scim/v2/Users".into(), Some(json!([1, 2])), StatusCode::BAD_REQUEST, Some("invalidSyntax")),
-        ("POST", "/scim/v2/Groups".into(), Some(json!({ "members": [] })), StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("GET", "/scim/v2/Users?filter=userName%20eq".into(), None, StatusCode::BAD_REQUEST, Some("invalidFilter")),
-        ("GET", "/scim/v2/Users?filter=nosuch%20eq%20%22x%22".into(), None, StatusCode::BAD_REQUEST, Some("invalidFilter")),
-        ("GET", "/scim/v2/Users?filter=userName%20zz%20%22x%22".into(), None, StatusCode::BAD_REQUEST, Some("invalidFilter")),
-        ("GET", "/scim/v2/Users?count=lots".into(), None, StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "jump", "path": "title", "value": "x" }] })), StatusCode::BAD_REQUEST, Some("invalidSyntax")),
-        ("PATCH", user.clone(), Some(json!({ "schemas": [PATCH] })), StatusCode::BAD_REQUEST, Some("invalidSyntax")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "replace", "path": "nosuch", "value": "x" }] })), StatusCode::BAD_REQUEST, Some("invalidPath")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "replace", "path": "id", "value": "x" }] })), StatusCode::BAD_REQUEST, Some("mutability")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "remove" }] })), StatusCode::BAD_REQUEST, Some("noTarget")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "replace", "path": "emails[type ne \"work\"].value", "value": "x@y" }] })), StatusCode::BAD_REQUEST, Some("noTarget")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "replace", "path": "emails[type eq \"work\"", "value": "x@y" }] })), StatusCode::BAD_REQUEST, Some("invalidPath")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": [{ "op": "replace", "path": "userName", "value": null }] })), StatusCode::BAD_REQUEST, Some("invalidValue")),
-        ("PATCH", user.clone(), Some(json!({ "Operations": (0..1001).map(|_| json!({ "op": "add", "path": "title", "value": "x" })).collect::<Vec<_>>() })), StatusCode::BAD_REQUEST, Some("tooMany")),
-        ("GET", "/scim/v2/Users/00919288221112222".into(), None, StatusCode::NOT_FOUND, None),
-        ("PATCH", "/scim/v2/Users/00919288221112222".into(), Some(json!({ "Operations": [] })), StatusCode::NOT_FOUND, None),
-        ("PUT", "/scim/v2/Groups/nope".into(), Some(json!({ "displayName": "x" })), StatusCode::NOT_FOUND, None),
+        (
+            "POST",
+            "/scim/v2/Users".into(),
+            Some(json!({ "name": { "givenName": "x" } })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/scim/v2/Users".into(),
+            Some(json!({ "userName": "" })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/scim/v2/Users".into(),
+            Some(json!({ "userName": 42 })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/scim/v2/Users".into(),
+            Some(json!({ "userName": "c", "active": "perhaps" })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "POST",
+            "/scim/v2/Users".into(),
+            Some(json!([1, 2])),
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+        ),
+        (
+            "POST",
+            "/scim/v2/Groups".into(),
+            Some(json!({ "members": [] })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "GET",
+            "/scim/v2/Users?filter=userName%20eq".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("invalidFilter"),
+        ),
+        (
+            "GET",
+            "/scim/v2/Users?filter=nosuch%20eq%20%22x%22".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("invalidFilter"),
+        ),
+        (
+            "GET",
+            "/scim/v2/Users?filter=userName%20zz%20%22x%22".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("invalidFilter"),
+        ),
+        (
+            "GET",
+            "/scim/v2/Users?count=lots".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(json!({ "Operations": [{ "op": "jump", "path": "title", "value": "x" }] })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(json!({ "schemas": [PATCH] })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(json!({ "Operations": [{ "op": "replace", "path": "nosuch", "value": "x" }] })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidPath"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(json!({ "Operations": [{ "op": "replace", "path": "id", "value": "x" }] })),
+            StatusCode::BAD_REQUEST,
+            Some("mutability"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(json!({ "Operations": [{ "op": "remove" }] })),
+            StatusCode::BAD_REQUEST,
+            Some("noTarget"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(
+                json!({ "Operations": [{ "op": "replace", "path": "emails[type ne \"work\"].value", "value": "x@y" }] }),
+            ),
+            StatusCode::BAD_REQUEST,
+            Some("noTarget"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(
+                json!({ "Operations": [{ "op": "replace", "path": "emails[type eq \"work\"", "value": "x@y" }] }),
+            ),
+            StatusCode::BAD_REQUEST,
+            Some("invalidPath"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(json!({ "Operations": [{ "op": "replace", "path": "userName", "value": null }] })),
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "PATCH",
+            user.clone(),
+            Some(
+                json!({ "Operations": (0..1001).map(|_| json!({ "op": "add", "path": "title", "value": "x" })).collect::<Vec<_>>() }),
+            ),
+            StatusCode::BAD_REQUEST,
+            Some("tooMany"),
+        ),
+        (
+            "GET",
+            "/scim/v2/Users/00919288221112222".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "PATCH",
+            "/scim/v2/Users/00919288221112222".into(),
+            Some(json!({ "Operations": [] })),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            "PUT",
+            "/scim/v2/Groups/nope".into(),
+            Some(json!({ "displayName": "x" })),
+            StatusCode::NOT_FOUND,
+            None,
+        ),
     ];
     for (method, uri, body, status, scim_type) in cases {
         let r = h.call(method, &uri, body.clone()).await;
@@ -536,21 +680,50 @@ async fn refusals_are_scim_errors() {
     }
     // malformed JSON, a foreign content type, an oversized body
     let r = h
-        .raw("POST", "/scim/v2/Users", Some(&h.token), Some(b"{\"userName\":".to_vec()), "application/scim+json", &[])
+        .raw(
+            "POST",
+            "/scim/v2/Users",
+            Some(&h.token),
+            Some(b"{\"userName\":".to_vec()),
+            "application/scim+json",
+            &[],
+        )
         .await;
     assert_scim_error(&r, StatusCode::BAD_REQUEST, Some("invalidSyntax"));
     let r = h
-        .raw("POST", "/scim/v2/Users", Some(&h.token), Some(b"userName=x".to_vec()), "application/x-www-form-urlencoded", &[])
+        .raw(
+            "POST",
+            "/scim/v2/Users",
+            Some(&h.token),
+            Some(b"userName=x".to_vec()),
+            "application/x-www-form-urlencoded",
+            &[],
+        )
         .await;
     assert_scim_error(&r, StatusCode::BAD_REQUEST, Some("invalidSyntax"));
-    let big = serde_json::to_vec(&json!({ "userName": "big", "title": "x".repeat(MAX_BODY) })).unwrap();
+    let big =
+        serde_json::to_vec(&json!({ "userName": "big", "title": "x".repeat(MAX_BODY) })).unwrap();
     let r = h
-        .raw("POST", "/scim/v2/Users", Some(&h.token), Some(big), "application/scim+json", &[])
+        .raw(
+            "POST",
+            "/scim/v2/Users",
+            Some(&h.token),
+            Some(big),
+            "application/scim+json",
+            &[],
+        )
         .await;
     assert_scim_error(&r, StatusCode::PAYLOAD_TOO_LARGE, None);
     // application/json is accepted as well
     let r = h
-        .raw("POST", "/scim/v2/Users", Some(&h.token), Some(br#"{"userName":"plain"}"#.to_vec()), "application/json; charset=utf-8", &[])
+        .raw(
+            "POST",
+            "/scim/v2/Users",
+            Some(&h.token),
+            Some(br#"{"userName":"plain"}"#.to_vec()),
+            "application/json; charset=utf-8",
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // nothing of the refused writes was stored
@@ -584,7 +757,11 @@ async fn okta_and_entra_quirks() {
 
     // Entra's existence probe for a random value: 200 and an empty list
     let r = h
-        .call("GET", "/scim/v2/Users?filter=userName+eq+%22a4b1e1c2-8d2a-4f5e-9c3b-2f1e0d9c8b7a%22", None)
+        .call(
+            "GET",
+            "/scim/v2/Users?filter=userName+eq+%22a4b1e1c2-8d2a-4f5e-9c3b-2f1e0d9c8b7a%22",
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["totalResults"], 0);
@@ -628,13 +805,19 @@ async fn okta_and_entra_quirks() {
     );
     // attribute names in any case
     let r = h
-        .patch(&uri, json!([{ "op": "replace", "path": "Name.FamilyName", "value": "Case" }]))
+        .patch(
+            &uri,
+            json!([{ "op": "replace", "path": "Name.FamilyName", "value": "Case" }]),
+        )
         .await;
     assert_eq!(r.body["name"]["familyName"], "Case");
 
     // Entra's legacy disable: "False" as a string
     let r = h
-        .patch(&uri, json!([{ "op": "Replace", "path": "active", "value": "False" }]))
+        .patch(
+            &uri,
+            json!([{ "op": "Replace", "path": "active", "value": "False" }]),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["active"], false);
@@ -643,22 +826,36 @@ async fn okta_and_entra_quirks() {
     assert_eq!(r.body["active"], false);
     // Okta's path-less re-activation
     let r = h
-        .patch(&uri, json!([{ "op": "replace", "value": { "active": true } }]))
+        .patch(
+            &uri,
+            json!([{ "op": "replace", "value": { "active": true } }]),
+        )
         .await;
     assert_eq!(r.body["active"], true);
     // a PUT without `active` keeps it; Okta's AIW PUT with active false deactivates
     let r = h
-        .call("PUT", &uri, Some(json!({ "userName": "Test_User_1@contoso.com" })))
+        .call(
+            "PUT",
+            &uri,
+            Some(json!({ "userName": "Test_User_1@contoso.com" })),
+        )
         .await;
     assert_eq!(r.body["active"], true);
     let r = h
-        .call("PUT", &uri, Some(json!({ "userName": "Test_User_1@contoso.com", "active": false })))
+        .call(
+            "PUT",
+            &uri,
+            Some(json!({ "userName": "Test_User_1@contoso.com", "active": false })),
+        )
         .await;
     assert_eq!(r.body["active"], false);
     // a repeated PATCH that changes nothing keeps the version
     let v = r.body["meta"]["version"].clone();
     let r = h
-        .patch(&uri, json!([{ "op": "replace", "path": "active", "value": false }]))
+        .patch(
+            &uri,
+            json!([{ "op": "replace", "path": "active", "value": false }]),
+        )
         .await;
     assert_eq!(r.body["meta"]["version"], v);
 }
@@ -666,8 +863,14 @@ async fn okta_and_entra_quirks() {
 #[tokio::test]
 async fn groups_and_members() {
     let h = harness().await;
-    let a = h.create_user(json!({ "userName": "a" })).await["id"].as_str().unwrap().to_owned();
-    let b = h.create_user(json!({ "userName": "b" })).await["id"].as_str().unwrap().to_owned();
+    let a = h.create_user(json!({ "userName": "a" })).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = h.create_user(json!({ "userName": "b" })).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = h
         .call(
             "POST",
@@ -681,30 +884,55 @@ async fn groups_and_members() {
     assert_eq!(r.body["meta"]["resourceType"], "Group");
     // Entra's add with a null $ref; Okta's remove by value filter
     let r = h
-        .patch(&uri, json!([{ "op": "Add", "path": "members", "value": [{ "$ref": null, "value": b }] }]))
+        .patch(
+            &uri,
+            json!([{ "op": "Add", "path": "members", "value": [{ "$ref": null, "value": b }] }]),
+        )
         .await;
     assert_eq!(r.body["members"].as_array().unwrap().len(), 2);
     let r = h
-        .patch(&uri, json!([{ "op": "remove", "path": format!("members[value eq \"{a}\"]") }]))
+        .patch(
+            &uri,
+            json!([{ "op": "remove", "path": format!("members[value eq \"{a}\"]") }]),
+        )
         .await;
     assert_eq!(r.body["members"], json!([{ "value": b }]));
     // Okta's rename with the group's own id in the value
     let r = h
-        .patch(&uri, json!([{ "op": "replace", "value": { "id": gid, "displayName": "Eng" } }]))
+        .patch(
+            &uri,
+            json!([{ "op": "replace", "value": { "id": gid, "displayName": "Eng" } }]),
+        )
         .await;
     assert_eq!(r.body["displayName"], "Eng");
     // Entra's group lookup without members
     let r = h
-        .call("GET", "/scim/v2/Groups?excludedAttributes=members&filter=displayName+eq+%22eng%22", None)
+        .call(
+            "GET",
+            "/scim/v2/Groups?excludedAttributes=members&filter=displayName+eq+%22eng%22",
+            None,
+        )
         .await;
     assert_eq!(r.body["totalResults"], 1);
     assert!(r.body["Resources"][0].get("members").is_none());
     // deleting a user takes them out of their groups
-    assert_eq!(h.call("DELETE", &format!("/scim/v2/Users/{b}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("DELETE", &format!("/scim/v2/Users/{b}"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     let r = h.call("GET", &uri, None).await;
     assert!(r.body.get("members").is_none(), "{}", r.body);
-    assert_eq!(h.call("DELETE", &uri, None).await.status, StatusCode::NO_CONTENT);
-    assert_scim_error(&h.call("GET", &uri, None).await, StatusCode::NOT_FOUND, None);
+    assert_eq!(
+        h.call("DELETE", &uri, None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_scim_error(
+        &h.call("GET", &uri, None).await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
 }
 
 #[tokio::test]
@@ -745,30 +973,47 @@ async fn lifecycle_reaches_posture() {
         .patch(&uri, json!([{ "op": "replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+4930765432" }]))
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(h.addresses(&early), ["im:carol@example.com", "tel:+4930765432"]);
+    assert_eq!(
+        h.addresses(&early),
+        ["im:carol@example.com", "tel:+4930765432"]
+    );
     assert!(!h.deactivated(&early));
 
     // deactivation (Entra's form) runs the cascade before the answer
     let r = h
-        .patch(&uri, json!([{ "op": "Replace", "path": "active", "value": "False" }]))
+        .patch(
+            &uri,
+            json!([{ "op": "Replace", "path": "active", "value": "False" }]),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(h.deactivated(&early) && h.deactivated(&late));
     assert!(!h.deactivated(&other));
     let actions = h.audit_actions();
-    assert!(actions.iter().any(|a| a == "user.deactivate" || a.starts_with("posture.")), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a == "user.deactivate" || a.starts_with("posture.")),
+        "{actions:?}"
+    );
     assert_eq!(actions.last().map(String::as_str), Some("scim.user.patch"));
     // a device registered for the deactivated user is marked at once
     let later = h.device("SERIAL-LATER", "carol@example.com").await;
     assert!(h.deactivated(&later));
     // reactivation is recorded; the devices stay deactivated (they enroll again)
     let r = h
-        .patch(&uri, json!([{ "op": "replace", "value": { "active": true } }]))
+        .patch(
+            &uri,
+            json!([{ "op": "replace", "value": { "active": true } }]),
+        )
         .await;
     assert_eq!(r.body["active"], true);
     assert!(h.deactivated(&early));
     // DELETE removes the addresses
-    assert_eq!(h.call("DELETE", &uri, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("DELETE", &uri, None).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert!(h.addresses(&early).is_empty());
 }
 
@@ -796,20 +1041,41 @@ async fn tenants_are_isolated() {
     let a_user = h.create_user(json!({ "userName": "dave@a.example" })).await;
     let a_id = a_user["id"].as_str().unwrap();
     let a_group = h
-        .call("POST", "/scim/v2/Groups", Some(json!({ "displayName": "A-team" })))
+        .call(
+            "POST",
+            "/scim/v2/Groups",
+            Some(json!({ "displayName": "A-team" })),
+        )
         .await
         .body["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    for uri in [format!("/scim/v2/Users/{a_id}"), format!("/scim/v2/Groups/{a_group}")] {
-        assert_scim_error(&h.call_as(&b, "GET", &uri, None).await, StatusCode::NOT_FOUND, None);
+    for uri in [
+        format!("/scim/v2/Users/{a_id}"),
+        format!("/scim/v2/Groups/{a_group}"),
+    ] {
         assert_scim_error(
-            &h.call_as(&b, "PATCH", &uri, Some(json!({ "Operations": [{ "op": "replace", "value": { "active": false } }] }))).await,
+            &h.call_as(&b, "GET", &uri, None).await,
             StatusCode::NOT_FOUND,
             None,
         );
-        assert_scim_error(&h.call_as(&b, "DELETE", &uri, None).await, StatusCode::NOT_FOUND, None);
+        assert_scim_error(
+            &h.call_as(
+                &b,
+                "PATCH",
+                &uri,
+                Some(json!({ "Operations": [{ "op": "replace", "value": { "active": false } }] })),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            None,
+        );
+        assert_scim_error(
+            &h.call_as(&b, "DELETE", &uri, None).await,
+            StatusCode::NOT_FOUND,
+            None,
+        );
     }
     for uri in [
         "/scim/v2/Users",
@@ -819,11 +1085,18 @@ async fn tenants_are_isolated() {
         let r = h.call_as(&b, "GET", uri, None).await;
         assert_eq!(r.body["totalResults"], 0, "{uri}");
     }
-    let r = h.call_as(&b, "POST", "/scim/v2/.search", Some(json!({}))).await;
+    let r = h
+        .call_as(&b, "POST", "/scim/v2/.search", Some(json!({})))
+        .await;
     assert_eq!(r.body["totalResults"], 0);
     // the same userName is free in tenant B
     let r = h
-        .call_as(&b, "POST", "/scim/v2/Users", Some(json!({ "userName": "DAVE@a.example" })))
+        .call_as(
+            &b,
+            "POST",
+            "/scim/v2/Users",
+            Some(json!({ "userName": "DAVE@a.example" })),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // and A still has one

@@ -10,7 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::schema::{self, Attr, Mutability, ResourceKind, Resolved, Type};
+use super::schema::{self, Attr, Mutability, Resolved, ResourceKind, Type};
 use super::{ScimError, ScimType};
 
 /// Longest filter accepted.
@@ -708,7 +708,10 @@ mod tests {
         check(r#"userName ew ".com""#, true);
         check("title pr", false);
         check("name.givenName pr", true);
-        check(r#"emails[type eq "work"].value eq "alice@example.com""#, true);
+        check(
+            r#"emails[type eq "work"].value eq "alice@example.com""#,
+            true,
+        );
         check(r#"emails[type eq "work" and value co "home"]"#, false);
         check(r#"emails[type eq "home"]"#, true);
         check(r#"emails co "home.example""#, true);
@@ -717,7 +720,10 @@ mod tests {
         check(r#"active eq "False""#, false);
         check(r#"meta.created gt "2026-01-01T00:00:00Z""#, true);
         check(r#"meta.created lt "2026-01-01T00:00:00+00:00""#, false);
-        check(r#"not (userName eq "x") and (title pr or active eq true)"#, true);
+        check(
+            r#"not (userName eq "x") and (title pr or active eq true)"#,
+            true,
+        );
         check("name.familyName eq Smith", true);
         check(
             r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "42""#,
@@ -739,7 +745,11 @@ mod tests {
             r#"(userName eq "x""#,
             r#"userName eq "x" garbage"#,
         ] {
-            assert_eq!(parse(f).unwrap_err().scim_type, Some(ScimType::InvalidFilter), "{f}");
+            assert_eq!(
+                parse(f).unwrap_err().scim_type,
+                Some(ScimType::InvalidFilter),
+                "{f}"
+            );
         }
         let f = parse(r#"nosuch eq "x""#).unwrap();
         let e = f.check(Scope::Resource(ResourceKind::User)).unwrap_err();

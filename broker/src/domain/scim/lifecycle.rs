@@ -97,7 +97,11 @@ mod tests {
     use super::*;
 
     fn check(number: &str, expected: Option<&str>) {
-        assert_eq!(tel(number).as_ref().map(Address::as_str), expected, "{number}");
+        assert_eq!(
+            tel(number).as_ref().map(Address::as_str),
+            expected,
+            "{number}"
+        );
     }
 
     #[test]

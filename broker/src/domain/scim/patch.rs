@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::filter::{self, AttrRef, Filter, Op, Scope, resolve_path};
 use super::resource::{self, single, whole};
-use super::schema::{self, Attr, Mutability, ResourceKind, Resolved, Type};
+use super::schema::{self, Attr, Mutability, Resolved, ResourceKind, Type};
 use super::{ScimError, ScimType};
 
 /// A PATCH operation's kind.
@@ -67,7 +67,10 @@ pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v)
         };
-        let kind = match get("op").and_then(Value::as_str).map(str::to_ascii_lowercase) {
+        let kind = match get("op")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+        {
             Some(s) if s == "add" => PatchKind::Add,
             Some(s) if s == "replace" => PatchKind::Replace,
             Some(s) if s == "remove" => PatchKind::Remove,
@@ -196,10 +199,7 @@ fn apply_pathless(
     op: &Operation,
 ) -> Result<(), ScimError> {
     if op.kind == PatchKind::Remove {
-        return Err(ScimError::bad(
-            ScimType::NoTarget,
-            "remove needs a path",
-        ));
+        return Err(ScimError::bad(ScimType::NoTarget, "remove needs a path"));
     }
     let Some(Value::Object(values)) = &op.value else {
         return Err(ScimError::bad(
@@ -444,7 +444,9 @@ fn pinned(f: &Filter, subs: &'static [Attr], out: &mut Map<String, Value>) -> bo
             match schema::find(subs, name).map(|a| single(a, v)) {
                 Some(Ok(Some(x))) => {
                     out.insert(
-                        schema::find(subs, name).map_or(name.as_str(), |a| a.name).to_owned(),
+                        schema::find(subs, name)
+                            .map_or(name.as_str(), |a| a.name)
+                            .to_owned(),
                         x,
                     );
                     true
@@ -474,68 +476,66 @@ fn filtered(
     let hits: Vec<usize> = (0..items.len())
         .filter(|i| f.matches(scope, &items[*i]))
         .collect();
-    let result = (|| {
-        match kind {
-            PatchKind::Remove => {
-                match sub {
-                    None => {
-                        let mut i = 0;
-                        items.retain(|_| {
-                            let keep = !hits.contains(&i);
-                            i += 1;
-                            keep
-                        });
-                    }
-                    Some(s) => {
-                        for &i in &hits {
-                            set_sub(&mut items[i], s.name, None);
-                        }
-                        items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
-                    }
+    let result = (|| match kind {
+        PatchKind::Remove => {
+            match sub {
+                None => {
+                    let mut i = 0;
+                    items.retain(|_| {
+                        let keep = !hits.contains(&i);
+                        i += 1;
+                        keep
+                    });
                 }
-                Ok(())
-            }
-            PatchKind::Add | PatchKind::Replace => {
-                let v = value.unwrap_or(&Value::Null);
-                let new = match sub {
-                    Some(s) => {
-                        let x = single(s, v)?;
-                        x.map(|x| {
-                            let mut m = Map::new();
-                            m.insert(s.name.to_owned(), x);
-                            Value::Object(m)
-                        })
-                    }
-                    None => single(attr, v)?,
-                };
-                let Some(new) = new else {
-                    return Err(ScimError::bad(
-                        ScimType::InvalidValue,
-                        "add and replace need a non-empty value",
-                    ));
-                };
-                if hits.is_empty() {
-                    let mut m = Map::new();
-                    if !pinned(f, attr.sub, &mut m) {
-                        return Err(ScimError::bad(
-                            ScimType::NoTarget,
-                            format!("no value of {} matches the filter", attr.name),
-                        ));
-                    }
-                    let mut element = Value::Object(m);
-                    merge(&mut element, new);
-                    items.push(element);
-                } else {
+                Some(s) => {
                     for &i in &hits {
-                        if kind == PatchKind::Replace && sub.is_none() {
-                            items[i] = new.clone();
-                        } else {
-                            merge(&mut items[i], new.clone());
-                        }
+                        set_sub(&mut items[i], s.name, None);
+                    }
+                    items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
+                }
+            }
+            Ok(())
+        }
+        PatchKind::Add | PatchKind::Replace => {
+            let v = value.unwrap_or(&Value::Null);
+            let new = match sub {
+                Some(s) => {
+                    let x = single(s, v)?;
+                    x.map(|x| {
+                        let mut m = Map::new();
+                        m.insert(s.name.to_owned(), x);
+                        Value::Object(m)
+                    })
+                }
+                None => single(attr, v)?,
+            };
+            let Some(new) = new else {
+                return Err(ScimError::bad(
+                    ScimType::InvalidValue,
+                    "add and replace need a non-empty value",
+                ));
+            };
+            if hits.is_empty() {
+                let mut m = Map::new();
+                if !pinned(f, attr.sub, &mut m) {
+                    return Err(ScimError::bad(
+                        ScimType::NoTarget,
+                        format!("no value of {} matches the filter", attr.name),
+                    ));
+                }
+                let mut element = Value::Object(m);
+                merge(&mut element, new);
+                items.push(element);
+            } else {
+                for &i in &hits {
+                    if kind == PatchKind::Replace && sub.is_none() {
+                        items[i] = new.clone();
+                    } else {
+                        merge(&mut items[i], new.clone());
                     }
                 }
-                Ok(())
             }
+            Ok(())
         }
     })();
     if !items.is_empty() {
@@ -572,10 +572,18 @@ mod tests {
     fn okta_and_entra_forms() {
         let u = ResourceKind::User;
         // Okta deactivation: no path, object value
-        let r = run(u, user(), ops(json!([{ "op": "replace", "value": { "active": false } }])));
+        let r = run(
+            u,
+            user(),
+            ops(json!([{ "op": "replace", "value": { "active": false } }])),
+        );
         assert_eq!(r.unwrap()["active"], false);
         // Entra: capitalised op, "False" string
-        let r = run(u, user(), ops(json!([{ "op": "Replace", "path": "active", "value": "False" }])));
+        let r = run(
+            u,
+            user(),
+            ops(json!([{ "op": "Replace", "path": "active", "value": "False" }])),
+        );
         assert_eq!(r.unwrap()["active"], false);
         // Entra: dotted and URN keys inside a path-less value
         let r = run(
@@ -589,7 +597,10 @@ mod tests {
         .unwrap();
         assert_eq!(r["name"], json!({ "givenName": "Kkom" }));
         assert_eq!(r[schema::ENTERPRISE]["employeeNumber"], "7");
-        assert_eq!(r["emails"], json!([{ "value": "new@work.example", "type": "work" }]));
+        assert_eq!(
+            r["emails"],
+            json!([{ "value": "new@work.example", "type": "work" }])
+        );
         // a filter that matches nothing creates the element it pins
         let r = run(
             u,
@@ -597,7 +608,10 @@ mod tests {
             ops(json!([{ "op": "add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0100" }])),
         )
         .unwrap();
-        assert_eq!(r["phoneNumbers"], json!([{ "type": "mobile", "value": "+1 555 0100" }]));
+        assert_eq!(
+            r["phoneNumbers"],
+            json!([{ "type": "mobile", "value": "+1 555 0100" }])
+        );
     }
 
     #[test]
@@ -605,10 +619,18 @@ mod tests {
         let u = ResourceKind::User;
         let start = json!({ "id": "u1", "userName": "bob", schema::ENTERPRISE: { "department": "a", "division": "b" } });
         let r = run(u, start.clone(), ops(json!([{ "op": "add", "path": schema::ENTERPRISE, "value": { "schemas": [schema::ENTERPRISE], "costCenter": "c" } }]))).unwrap();
-        assert_eq!(r[schema::ENTERPRISE], json!({ "department": "a", "division": "b", "costCenter": "c" }));
+        assert_eq!(
+            r[schema::ENTERPRISE],
+            json!({ "department": "a", "division": "b", "costCenter": "c" })
+        );
         let r = run(u, start.clone(), ops(json!([{ "op": "replace", "path": schema::ENTERPRISE, "value": { "costCenter": "c" } }]))).unwrap();
         assert_eq!(r[schema::ENTERPRISE], json!({ "costCenter": "c" }));
-        let r = run(u, start, ops(json!([{ "op": "remove", "path": schema::ENTERPRISE }]))).unwrap();
+        let r = run(
+            u,
+            start,
+            ops(json!([{ "op": "remove", "path": schema::ENTERPRISE }])),
+        )
+        .unwrap();
         assert!(r.get(schema::ENTERPRISE).is_none());
     }
 
@@ -616,17 +638,45 @@ mod tests {
     fn group_members() {
         let g = ResourceKind::Group;
         let start = json!({ "id": "g1", "displayName": "G", "members": [{ "value": "a" }, { "value": "b" }] });
-        let r = run(g, start.clone(), ops(json!([{ "op": "remove", "path": "members[value eq \"a\"]" }]))).unwrap();
+        let r = run(
+            g,
+            start.clone(),
+            ops(json!([{ "op": "remove", "path": "members[value eq \"a\"]" }])),
+        )
+        .unwrap();
         assert_eq!(r["members"], json!([{ "value": "b" }]));
-        let r = run(g, start.clone(), ops(json!([{ "op": "Remove", "path": "members", "value": [{ "value": "b" }] }]))).unwrap();
+        let r = run(
+            g,
+            start.clone(),
+            ops(json!([{ "op": "Remove", "path": "members", "value": [{ "value": "b" }] }])),
+        )
+        .unwrap();
         assert_eq!(r["members"], json!([{ "value": "a" }]));
         let r = run(g, start.clone(), ops(json!([{ "op": "Add", "path": "members", "value": [{ "$ref": null, "value": "c" }, { "value": "a" }] }]))).unwrap();
-        assert_eq!(r["members"], json!([{ "value": "a" }, { "value": "b" }, { "value": "c" }]));
-        let r = run(g, start.clone(), ops(json!([{ "op": "replace", "path": "members", "value": [{ "value": "z" }] }]))).unwrap();
+        assert_eq!(
+            r["members"],
+            json!([{ "value": "a" }, { "value": "b" }, { "value": "c" }])
+        );
+        let r = run(
+            g,
+            start.clone(),
+            ops(json!([{ "op": "replace", "path": "members", "value": [{ "value": "z" }] }])),
+        )
+        .unwrap();
         assert_eq!(r["members"], json!([{ "value": "z" }]));
-        let r = run(g, start.clone(), ops(json!([{ "op": "replace", "value": { "id": "g1", "displayName": "Renamed" } }]))).unwrap();
+        let r = run(
+            g,
+            start.clone(),
+            ops(json!([{ "op": "replace", "value": { "id": "g1", "displayName": "Renamed" } }])),
+        )
+        .unwrap();
         assert_eq!(r["displayName"], "Renamed");
-        let r = run(g, start, ops(json!([{ "op": "remove", "path": "members" }]))).unwrap();
+        let r = run(
+            g,
+            start,
+            ops(json!([{ "op": "remove", "path": "members" }])),
+        )
+        .unwrap();
         assert!(r.get("members").is_none());
     }
 
@@ -634,16 +684,43 @@ mod tests {
     fn errors() {
         let u = ResourceKind::User;
         let cases = [
-            (json!([{ "op": "frobnicate", "path": "title", "value": "x" }]), ScimType::InvalidSyntax),
+            (
+                json!([{ "op": "frobnicate", "path": "title", "value": "x" }]),
+                ScimType::InvalidSyntax,
+            ),
             (json!([{ "op": "remove" }]), ScimType::NoTarget),
-            (json!([{ "op": "replace", "path": "id", "value": "x" }]), ScimType::Mutability),
-            (json!([{ "op": "replace", "path": "meta.created", "value": "x" }]), ScimType::Mutability),
-            (json!([{ "op": "replace", "path": "nosuch", "value": "x" }]), ScimType::InvalidPath),
-            (json!([{ "op": "replace", "path": "emails[type eq", "value": "x" }]), ScimType::InvalidPath),
-            (json!([{ "op": "replace", "path": "emails[nosuch eq \"x\"].value", "value": "x" }]), ScimType::InvalidFilter),
-            (json!([{ "op": "replace", "path": "emails[type ne \"x\"].value", "value": "y" }]), ScimType::NoTarget),
-            (json!([{ "op": "replace", "path": "active", "value": "perhaps" }]), ScimType::InvalidValue),
-            (json!([{ "op": "add", "path": "title" }]), ScimType::InvalidValue),
+            (
+                json!([{ "op": "replace", "path": "id", "value": "x" }]),
+                ScimType::Mutability,
+            ),
+            (
+                json!([{ "op": "replace", "path": "meta.created", "value": "x" }]),
+                ScimType::Mutability,
+            ),
+            (
+                json!([{ "op": "replace", "path": "nosuch", "value": "x" }]),
+                ScimType::InvalidPath,
+            ),
+            (
+                json!([{ "op": "replace", "path": "emails[type eq", "value": "x" }]),
+                ScimType::InvalidPath,
+            ),
+            (
+                json!([{ "op": "replace", "path": "emails[nosuch eq \"x\"].value", "value": "x" }]),
+                ScimType::InvalidFilter,
+            ),
+            (
+                json!([{ "op": "replace", "path": "emails[type ne \"x\"].value", "value": "y" }]),
+                ScimType::NoTarget,
+            ),
+            (
+                json!([{ "op": "replace", "path": "active", "value": "perhaps" }]),
+                ScimType::InvalidValue,
+            ),
+            (
+                json!([{ "op": "add", "path": "title" }]),
+                ScimType::InvalidValue,
+            ),
             (json!("nope"), ScimType::InvalidSyntax),
         ];
         for (body, want) in cases {

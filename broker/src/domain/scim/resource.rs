@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::filter::{AttrRef, resolve_path};
-use super::schema::{self, Attr, Mutability, ResourceKind, Resolved, Type};
+use super::schema::{self, Attr, Mutability, Resolved, ResourceKind, Type};
 use super::{ScimError, ScimType};
 
 /// Longest string value accepted.
@@ -172,7 +172,10 @@ pub fn tidy(kind: ResourceKind, obj: &mut Map<String, Value>) {
 /// `invalidSyntax` when not an object; `invalidValue` for a value of the wrong type.
 pub fn normalize(kind: ResourceKind, input: &Value) -> Result<Map<String, Value>, ScimError> {
     let o = input.as_object().ok_or_else(|| {
-        ScimError::bad(ScimType::InvalidSyntax, "the resource must be a JSON object")
+        ScimError::bad(
+            ScimType::InvalidSyntax,
+            "the resource must be a JSON object",
+        )
     })?;
     let mut out = Map::new();
     for (k, v) in o {
@@ -403,13 +406,21 @@ mod tests {
             "meta": { "resourceType": "User" },
         });
         let k = ResourceKind::User;
-        let p = project(&full, &attribute_list(k, Some("userName,name.givenName,emails.value")), &[]);
+        let p = project(
+            &full,
+            &attribute_list(k, Some("userName,name.givenName,emails.value")),
+            &[],
+        );
         assert_eq!(
             p,
             json!({ "schemas": [schema::USER], "id": "1", "userName": "a",
                     "name": { "givenName": "g" }, "emails": [{ "value": "x@y" }] })
         );
-        let p = project(&full, &[], &attribute_list(k, Some("title,meta,id,emails.type")));
+        let p = project(
+            &full,
+            &[],
+            &attribute_list(k, Some("title,meta,id,emails.type")),
+        );
         assert!(p.get("title").is_none() && p.get("meta").is_none());
         assert_eq!(p["id"], "1");
         assert_eq!(p["emails"], json!([{ "value": "x@y" }]));

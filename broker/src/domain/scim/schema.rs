@@ -182,7 +182,10 @@ const EMAIL_SUB: &[Attr] = &[
         "The email address; becomes an im: messaging address.",
     ),
     s("display", "A human-readable name."),
-    with_canonical(s("type", "work, home or other."), &["work", "home", "other"]),
+    with_canonical(
+        s("type", "work, home or other."),
+        &["work", "home", "other"],
+    ),
     a("primary", Type::Boolean, "The primary email address."),
 ];
 
@@ -206,7 +209,10 @@ const ADDRESS_SUB: &[Attr] = &[
     s("region", "The state or region."),
     s("postalCode", "The postal code."),
     s("country", "The country (ISO 3166-1 alpha-2)."),
-    with_canonical(s("type", "work, home or other."), &["work", "home", "other"]),
+    with_canonical(
+        s("type", "work, home or other."),
+        &["work", "home", "other"],
+    ),
     a("primary", Type::Boolean, "The primary address."),
 ];
 
@@ -239,7 +245,11 @@ pub const USER_ATTRS: &[Attr] = &[
     ),
     multi(complex("emails", EMAIL_SUB, "Email addresses.")),
     multi(complex("phoneNumbers", PHONE_SUB, "Phone numbers.")),
-    multi(complex("addresses", ADDRESS_SUB, "Physical mailing addresses.")),
+    multi(complex(
+        "addresses",
+        ADDRESS_SUB,
+        "Physical mailing addresses.",
+    )),
 ];
 
 const MANAGER_SUB: &[Attr] = &[
@@ -266,7 +276,10 @@ const MEMBER_SUB: &[Attr] = &[
         "The URI of the member resource.",
     )),
     read_only(s("display", "The member's display name.")),
-    immutable(with_canonical(s("type", "User or Group."), &["User", "Group"])),
+    immutable(with_canonical(
+        s("type", "User or Group."),
+        &["User", "Group"],
+    )),
 ];
 
 const fn group_display_name() -> Attr {
@@ -283,7 +296,10 @@ pub const GROUP_ATTRS: &[Attr] = &[
 
 /// `externalId`, common to every resource.
 pub const EXTERNAL_ID: Attr = {
-    let mut x = s("externalId", "The identifier the provisioning client gives.");
+    let mut x = s(
+        "externalId",
+        "The identifier the provisioning client gives.",
+    );
     x.case_exact = true;
     x
 };
@@ -507,8 +523,14 @@ mod tests {
             k.resolve("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"),
             Some(Resolved::Extension(_, a)) if a.name == "employeeNumber"
         ));
-        assert!(matches!(k.resolve(ENTERPRISE), Some(Resolved::ExtensionObject(_))));
-        assert!(matches!(k.resolve("ExternalId"), Some(Resolved::Common("externalId"))));
+        assert!(matches!(
+            k.resolve(ENTERPRISE),
+            Some(Resolved::ExtensionObject(_))
+        ));
+        assert!(matches!(
+            k.resolve("ExternalId"),
+            Some(Resolved::Common("externalId"))
+        ));
         assert!(k.resolve("password").is_none());
     }
 }

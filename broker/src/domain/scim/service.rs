@@ -158,7 +158,10 @@ impl<'a> Scim<'a> {
             Role::Scim | Role::Admin => Ok(who.tenant.clone()),
             other => Err(ScimError::new(
                 ScimStatus::Forbidden,
-                format!("role {} may not use SCIM; scim or admin required", other.as_str()),
+                format!(
+                    "role {} may not use SCIM; scim or admin required",
+                    other.as_str()
+                ),
             )),
         }
     }
@@ -235,13 +238,19 @@ impl<'a> Scim<'a> {
                     return Ok(Vec::new());
                 };
                 let id = String::from_utf8_lossy(&id).into_owned();
-                return Ok(self.load(kind, tenant, &id)?.map(|s| s.0).into_iter().collect());
+                return Ok(self
+                    .load(kind, tenant, &id)?
+                    .map(|s| s.0)
+                    .into_iter()
+                    .collect());
             }
             if let Some(ext) = f.simple_eq("externalId") {
                 let mut out = Vec::new();
-                for (_, id) in
-                    store.docs(DocKind::ScimIndex, &external_prefix(tenant, ext), usize::MAX)?
-                {
+                for (_, id) in store.docs(
+                    DocKind::ScimIndex,
+                    &external_prefix(tenant, ext),
+                    usize::MAX,
+                )? {
                     let id = String::from_utf8_lossy(&id).into_owned();
                     out.extend(self.load(kind, tenant, &id)?.map(|s| s.0));
                 }
@@ -321,16 +330,15 @@ impl<'a> Scim<'a> {
         if !any_ok && let Some(e) = last_err {
             return Err(e);
         }
-        let lists: Vec<(Vec<AttrRef>, Vec<AttrRef>)> =
-            [ResourceKind::User, ResourceKind::Group]
-                .iter()
-                .map(|k| {
-                    (
-                        attribute_list(*k, q.attributes.as_deref()),
-                        attribute_list(*k, q.excluded_attributes.as_deref()),
-                    )
-                })
-                .collect();
+        let lists: Vec<(Vec<AttrRef>, Vec<AttrRef>)> = [ResourceKind::User, ResourceKind::Group]
+            .iter()
+            .map(|k| {
+                (
+                    attribute_list(*k, q.attributes.as_deref()),
+                    attribute_list(*k, q.excluded_attributes.as_deref()),
+                )
+            })
+            .collect();
         Ok(page(all, q, |(k, v)| {
             let (a, e) = &lists[usize::from(*k == ResourceKind::Group)];
             project(v, a, e)
@@ -480,7 +488,9 @@ impl<'a> Scim<'a> {
                 .unchanged(doc_kind(kind), key.clone(), bytes)
                 .delete(doc_kind(kind), key);
             if kind == ResourceKind::User {
-                let user = lifecycle::user_name(&old.value()).unwrap_or_default().to_owned();
+                let user = lifecycle::user_name(&old.value())
+                    .unwrap_or_default()
+                    .to_owned();
                 self.posture.deactivate_user(who, None, &user).await?;
                 if let Some(g) = &old.grant
                     && !g.addresses.is_empty()
@@ -507,7 +517,12 @@ impl<'a> Scim<'a> {
         Err(concurrent())
     }
 
-    fn leave_groups(&self, mut txn: DocTxn, tenant: &str, user_id: &str) -> Result<DocTxn, ScimError> {
+    fn leave_groups(
+        &self,
+        mut txn: DocTxn,
+        tenant: &str,
+        user_id: &str,
+    ) -> Result<DocTxn, ScimError> {
         let store = self.domain().store();
         for (key, b) in store.docs(DocKind::ScimGroup, &format!("{tenant}/"), usize::MAX)? {
             let mut g = decode(&b)?;
@@ -525,9 +540,11 @@ impl<'a> Scim<'a> {
             g.version += 1;
             let now = self.domain().clock().now();
             stamp_meta(&mut g, now);
-            txn = txn
-                .unchanged(DocKind::ScimGroup, key.clone(), b)
-                .put(DocKind::ScimGroup, key, encode(&g)?);
+            txn = txn.unchanged(DocKind::ScimGroup, key.clone(), b).put(
+                DocKind::ScimGroup,
+                key,
+                encode(&g)?,
+            );
         }
         Ok(txn)
     }
@@ -581,7 +598,8 @@ impl<'a> Scim<'a> {
         if kind == ResourceKind::User {
             let new_v = w.stored.value();
             let name = lifecycle::user_name(&new_v).unwrap_or_default().to_owned();
-            let old_name = old.and_then(|o| o.resource.get("userName")?.as_str().map(str::to_owned));
+            let old_name =
+                old.and_then(|o| o.resource.get("userName")?.as_str().map(str::to_owned));
             // uniqueness first, so that a refused write has no effect
             let renamed = old_name.as_deref().map(str::to_lowercase) != Some(name.to_lowercase());
             if renamed
@@ -621,7 +639,8 @@ impl<'a> Scim<'a> {
             // active going false (or created inactive): the cascade, before the answer
             if !active && was_active != Some(false) {
                 let r = self.posture.deactivate_user(who, None, &name).await?;
-                details["deactivated"] = json!({ "devices": r.devices.len(), "revoked": r.revoked.len() });
+                details["deactivated"] =
+                    json!({ "devices": r.devices.len(), "revoked": r.revoked.len() });
             }
             txn = index_changes(txn, tenant, &id, old, Some(&w.stored));
         }
@@ -629,7 +648,9 @@ impl<'a> Scim<'a> {
         let draft = self
             .domain()
             .draft(who, tenant, &audit_action, &id, details);
-        let txn = txn.put(doc_kind(kind), key, encode(&w.stored)?).audit(draft);
+        let txn = txn
+            .put(doc_kind(kind), key, encode(&w.stored)?)
+            .audit(draft);
         match self.domain().commit(txn).await {
             Ok(_) => Ok(w.stored),
             Err(StoreError::Conflict(_)) if w.old.is_none() => Err(ScimError::bad(
@@ -759,9 +780,10 @@ fn check_if_match(s: &Stored, if_match: Option<&str>) -> Result<(), ScimError> {
     let Some(want) = if_match else { return Ok(()) };
     let etag = s.etag();
     let strong = etag.trim_start_matches("W/");
-    let ok = want.split(',').map(str::trim).any(|t| {
-        t == "*" || t == etag || t.trim_start_matches("W/") == strong
-    });
+    let ok = want
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.trim_start_matches("W/") == strong);
     if ok {
         Ok(())
     } else {
@@ -869,12 +891,7 @@ fn page<T>(all: Vec<T>, q: &ListQuery, render: impl Fn(&T) -> Value) -> Value {
             .clamp(0, schema::MAX_RESULTS as i64),
     )
     .unwrap_or(0);
-    let items: Vec<Value> = all
-        .iter()
-        .skip(start - 1)
-        .take(count)
-        .map(render)
-        .collect();
+    let items: Vec<Value> = all.iter().skip(start - 1).take(count).map(render).collect();
     json!({
         "schemas": [schema::LIST_RESPONSE],
         "totalResults": total,
