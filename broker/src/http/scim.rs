@@ -203,9 +203,10 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// A SCIM client: a bearer token of role scim or admin.
+/// A SCIM client: a bearer token of role scim or admin; and the SCIM base URL it used
+/// (`https://host/scim/v2`, for `meta.location`).
 #[derive(Debug, Clone)]
-pub struct ScimCaller(pub Principal);
+pub struct ScimCaller(pub Principal, pub String);
 
 impl FromRequestParts<AppState> for ScimCaller {
     type Rejection = ScimReply;
@@ -231,22 +232,31 @@ impl FromRequestParts<AppState> for ScimCaller {
             .authenticate(token.trim())
             .map_err(|e| ScimReply(e.into()))?;
         Scim::tenant(&who)?;
-        Ok(ScimCaller(who))
+        Ok(ScimCaller(who, base_url(parts)))
     }
 }
 
-/// The SCIM base URL the client used (`https://host/scim/v2`), for `meta.location`.
-fn base_url(h: &HeaderMap) -> String {
-    let host = h
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+/// The SCIM base URL the client used (`https://host/scim/v2`): the request's authority
+/// (HTTP/2) or `Host` header (HTTP/1.1), when it looks like a host name.
+fn base_url(parts: &Parts) -> String {
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
         .filter(|h| {
             !h.is_empty()
                 && h.len() <= 255
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
-        .unwrap_or("localhost");
+        .unwrap_or_else(|| "localhost".to_owned());
     format!("https://{host}/scim/v2")
 }
 
@@ -286,11 +296,8 @@ fn if_match(h: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn service_provider_config(_: ScimCaller, h: HeaderMap) -> Response {
-    scim_json(
-        StatusCode::OK,
-        &schema::service_provider_config(&base_url(&h)),
-    )
+async fn service_provider_config(ScimCaller(_, base): ScimCaller) -> Response {
+    scim_json(StatusCode::OK, &schema::service_provider_config(&base))
 }
 
 fn list_of(items: Vec<Value>) -> Value {
@@ -303,12 +310,12 @@ fn list_of(items: Vec<Value>) -> Value {
     })
 }
 
-async fn schemas(_: ScimCaller, h: HeaderMap) -> Response {
-    scim_json(StatusCode::OK, &list_of(schema::schemas(&base_url(&h))))
+async fn schemas(ScimCaller(_, base): ScimCaller) -> Response {
+    scim_json(StatusCode::OK, &list_of(schema::schemas(&base)))
 }
 
-async fn schema_one(_: ScimCaller, h: HeaderMap, Path(id): Path<String>) -> Response {
-    match schema::schemas(&base_url(&h))
+async fn schema_one(ScimCaller(_, base): ScimCaller, Path(id): Path<String>) -> Response {
+    match schema::schemas(&base)
         .into_iter()
         .find(|s| s["id"] == id.as_str())
     {
@@ -317,15 +324,12 @@ async fn schema_one(_: ScimCaller, h: HeaderMap, Path(id): Path<String>) -> Resp
     }
 }
 
-async fn resource_types(_: ScimCaller, h: HeaderMap) -> Response {
-    scim_json(
-        StatusCode::OK,
-        &list_of(schema::resource_types(&base_url(&h))),
-    )
+async fn resource_types(ScimCaller(_, base): ScimCaller) -> Response {
+    scim_json(StatusCode::OK, &list_of(schema::resource_types(&base)))
 }
 
-async fn resource_type_one(_: ScimCaller, h: HeaderMap, Path(id): Path<String>) -> Response {
-    match schema::resource_types(&base_url(&h))
+async fn resource_type_one(ScimCaller(_, base): ScimCaller, Path(id): Path<String>) -> Response {
+    match schema::resource_types(&base)
         .into_iter()
         .find(|s| s["id"] == id.as_str())
     {
@@ -336,13 +340,12 @@ async fn resource_type_one(_: ScimCaller, h: HeaderMap, Path(id): Path<String>) 
 
 async fn list<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
-    h: HeaderMap,
+    ScimCaller(who, base): ScimCaller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ScimReply> {
     let kind = kind_of::<GROUP>();
     let q = query(q)?;
-    let v = Scim::new(&s.posture).list(&who, kind, &base_url(&h), &q)?;
+    let v = Scim::new(&s.posture).list(&who, kind, &base, &q)?;
     Ok(scim_json(StatusCode::OK, &v))
 }
 
@@ -399,30 +402,29 @@ fn search_query(v: &Value) -> Result<ListQuery, ScimReply> {
 
 async fn search<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
+    ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimReply> {
     let q = search_query(&json_body(&h, &body)?)?;
-    let v = Scim::new(&s.posture).list(&who, kind_of::<GROUP>(), &base_url(&h), &q)?;
+    let v = Scim::new(&s.posture).list(&who, kind_of::<GROUP>(), &base, &q)?;
     Ok(scim_json(StatusCode::OK, &v))
 }
 
 async fn search_all(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
+    ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimReply> {
     let q = search_query(&json_body(&h, &body)?)?;
-    let v = Scim::new(&s.posture).search_all(&who, &base_url(&h), &q)?;
+    let v = Scim::new(&s.posture).search_all(&who, &base, &q)?;
     Ok(scim_json(StatusCode::OK, &v))
 }
 
 async fn one<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
-    h: HeaderMap,
+    ScimCaller(who, base): ScimCaller,
     Path(id): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ScimReply> {
@@ -431,7 +433,7 @@ async fn one<const GROUP: bool>(
     let (v, etag) = Scim::new(&s.posture).get(
         &who,
         kind,
-        &base_url(&h),
+        &base,
         &id,
         q.attributes.as_deref(),
         q.excluded_attributes.as_deref(),
@@ -441,15 +443,13 @@ async fn one<const GROUP: bool>(
 
 async fn create<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
+    ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimReply> {
     let kind = kind_of::<GROUP>();
     let v = json_body(&h, &body)?;
-    let (r, etag) = Scim::new(&s.posture)
-        .create(&who, kind, &base_url(&h), &v)
-        .await?;
+    let (r, etag) = Scim::new(&s.posture).create(&who, kind, &base, &v).await?;
     let mut resp = with_etag(scim_json(StatusCode::CREATED, &r), &etag);
     if let Some(loc) = r
         .pointer("/meta/location")
@@ -463,7 +463,7 @@ async fn create<const GROUP: bool>(
 
 async fn replace<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
+    ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -471,14 +471,14 @@ async fn replace<const GROUP: bool>(
     let kind = kind_of::<GROUP>();
     let v = json_body(&h, &body)?;
     let (r, etag) = Scim::new(&s.posture)
-        .replace(&who, kind, &base_url(&h), &id, &v, if_match(&h).as_deref())
+        .replace(&who, kind, &base, &id, &v, if_match(&h).as_deref())
         .await?;
     Ok(with_etag(scim_json(StatusCode::OK, &r), &etag))
 }
 
 async fn modify<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
+    ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -486,14 +486,14 @@ async fn modify<const GROUP: bool>(
     let kind = kind_of::<GROUP>();
     let v = json_body(&h, &body)?;
     let (r, etag) = Scim::new(&s.posture)
-        .patch(&who, kind, &base_url(&h), &id, &v, if_match(&h).as_deref())
+        .patch(&who, kind, &base, &id, &v, if_match(&h).as_deref())
         .await?;
     Ok(with_etag(scim_json(StatusCode::OK, &r), &etag))
 }
 
 async fn delete<const GROUP: bool>(
     State(s): State<AppState>,
-    ScimCaller(who): ScimCaller,
+    ScimCaller(who, _): ScimCaller,
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ScimReply> {

@@ -506,13 +506,16 @@ async fn pagination_is_stable() {
     assert_eq!(r.body["totalResults"], 7);
 }
 
+/// method, URI, body, expected status, expected scimType
+type Case<'a> = (&'a str, String, Option<Value>, StatusCode, Option<&'a str>);
+
 #[tokio::test]
 async fn refusals_are_scim_errors() {
     let h = harness().await;
     let u = h.create_user(json!({ "userName": "bob" })).await;
     let id = u["id"].as_str().unwrap().to_owned();
     let user = format!("/scim/v2/Users/{id}");
-    let cases: Vec<(&str, String, Option<Value>, StatusCode, Option<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "/scim/v2/Users".into(),
