@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -290,6 +290,15 @@ fn query(q: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, ScimR
     })
 }
 
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ScimReply> {
+    p.map(|Path(id)| id).map_err(|e| {
+        ScimReply(ScimError::bad(
+            ScimType::InvalidValue,
+            format!("bad resource id: {}", e.body_text()),
+        ))
+    })
+}
+
 fn if_match(h: &HeaderMap) -> Option<String> {
     h.get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -314,13 +323,17 @@ async fn schemas(ScimCaller(_, base): ScimCaller) -> Response {
     scim_json(StatusCode::OK, &list_of(schema::schemas(&base)))
 }
 
-async fn schema_one(ScimCaller(_, base): ScimCaller, Path(id): Path<String>) -> Response {
+async fn schema_one(
+    ScimCaller(_, base): ScimCaller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ScimReply> {
+    let id = path_id(id)?;
     match schema::schemas(&base)
         .into_iter()
         .find(|s| s["id"] == id.as_str())
     {
-        Some(s) => scim_json(StatusCode::OK, &s),
-        None => ScimReply(ScimError::not_found("schema", &id)).into_response(),
+        Some(s) => Ok(scim_json(StatusCode::OK, &s)),
+        None => Err(ScimReply(ScimError::not_found("schema", &id))),
     }
 }
 
@@ -328,13 +341,17 @@ async fn resource_types(ScimCaller(_, base): ScimCaller) -> Response {
     scim_json(StatusCode::OK, &list_of(schema::resource_types(&base)))
 }
 
-async fn resource_type_one(ScimCaller(_, base): ScimCaller, Path(id): Path<String>) -> Response {
+async fn resource_type_one(
+    ScimCaller(_, base): ScimCaller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ScimReply> {
+    let id = path_id(id)?;
     match schema::resource_types(&base)
         .into_iter()
         .find(|s| s["id"] == id.as_str())
     {
-        Some(s) => scim_json(StatusCode::OK, &s),
-        None => ScimReply(ScimError::not_found("resource type", &id)).into_response(),
+        Some(s) => Ok(scim_json(StatusCode::OK, &s)),
+        None => Err(ScimReply(ScimError::not_found("resource type", &id))),
     }
 }
 
@@ -425,10 +442,11 @@ async fn search_all(
 async fn one<const GROUP: bool>(
     State(s): State<AppState>,
     ScimCaller(who, base): ScimCaller,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ScimReply> {
     let kind = kind_of::<GROUP>();
+    let id = path_id(id)?;
     let q = query(q)?;
     let (v, etag) = Scim::new(&s.posture).get(
         &who,
@@ -465,10 +483,11 @@ async fn replace<const GROUP: bool>(
     State(s): State<AppState>,
     ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ScimReply> {
     let kind = kind_of::<GROUP>();
+    let id = path_id(id)?;
     let v = json_body(&h, &body)?;
     let (r, etag) = Scim::new(&s.posture)
         .replace(&who, kind, &base, &id, &v, if_match(&h).as_deref())
@@ -480,10 +499,11 @@ async fn modify<const GROUP: bool>(
     State(s): State<AppState>,
     ScimCaller(who, base): ScimCaller,
     h: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ScimReply> {
     let kind = kind_of::<GROUP>();
+    let id = path_id(id)?;
     let v = json_body(&h, &body)?;
     let (r, etag) = Scim::new(&s.posture)
         .patch(&who, kind, &base, &id, &v, if_match(&h).as_deref())
@@ -495,9 +515,10 @@ async fn delete<const GROUP: bool>(
     State(s): State<AppState>,
     ScimCaller(who, _): ScimCaller,
     h: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ScimReply> {
     let kind = kind_of::<GROUP>();
+    let id = path_id(id)?;
     Scim::new(&s.posture)
         .delete(&who, kind, &id, if_match(&h).as_deref())
         .await?;

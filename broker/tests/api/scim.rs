@@ -657,6 +657,13 @@ async fn refusals_are_scim_errors() {
         ),
         (
             "GET",
+            "/scim/v2/Users/%FF%FE".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            Some("invalidValue"),
+        ),
+        (
+            "GET",
             "/scim/v2/Users/00919288221112222".into(),
             None,
             StatusCode::NOT_FOUND,
