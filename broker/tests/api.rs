@@ -29,3 +29,6 @@ mod feed;
 
 #[path = "api/webhooks.rs"]
 mod webhooks;
+
+#[path = "api/scim.rs"]
+mod scim;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # postern conformance: runs the real broker and checks what it produces with independent
-# tools (openssl 3, pkilint, curl, jq, Python jwcrypto), and drives its ACME server with certbot.
+# tools (openssl 3, pkilint, curl, jq, Python jwcrypto), drives its ACME server with certbot and
+# its SCIM service provider with scim2-tester and scim-sanity.
 #
 #   bash tests/conformance/run.sh
 #
@@ -124,7 +125,7 @@ ensure_tools() {
     fi
     # pkilint (and h2, for the HTTP/2 probe, and certbot, the ACME client) in a venv; idempotent
     if [ -x "$VENV/bin/lint_pkix_cert" ] && [ -x "$VENV/bin/certbot" ] &&
-        "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not (m.version("pkilint").startswith("0.13.") and m.version("h2").startswith("4.") and m.version("certbot").startswith("5.") and m.version("jwcrypto").startswith("1.")))' 2>/dev/null; then
+        "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not (m.version("pkilint").startswith("0.13.") and m.version("h2").startswith("4.") and m.version("certbot").startswith("5.") and m.version("jwcrypto").startswith("1.") and m.version("scim2-tester") == "0.5.2" and m.version("scim2-cli") == "0.6.0" and m.version("scim-sanity") == "0.7.4"))' 2>/dev/null; then
         :
     else
         if ! "$VENV/bin/python" -c '' 2>/dev/null; then
@@ -136,13 +137,15 @@ ensure_tools() {
                 python3 -m venv "$VENV"
             fi
         fi
-        info "installing pkilint 0.13.x, h2 4.x, certbot 5.x and jwcrypto 1.x into $VENV"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'pkilint>=0.13,<0.14' 'h2>=4,<5' 'certbot>=5,<6' 'jwcrypto>=1.5,<2' </dev/null
+        info "installing pkilint 0.13.x, h2 4.x, certbot 5.x, jwcrypto 1.x, scim2-tester 0.5.2, scim2-cli 0.6.0 and scim-sanity 0.7.4 into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'pkilint>=0.13,<0.14' 'h2>=4,<5' 'certbot>=5,<6' 'jwcrypto>=1.5,<2' \
+            'scim2-tester==0.5.2' 'scim2-cli==0.6.0' 'scim-sanity==0.7.4' </dev/null
     fi
     info "$(openssl version)"
     info "pkilint $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pkilint"))')"
     info "$("$VENV/bin/certbot" --version 2>&1)"
     info "jwcrypto $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("jwcrypto"))')"
+    info "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("scim2-tester", "scim2-cli", "scim-sanity")))')"
     info "$(curl --version | head -1)"
     info "$(jq --version)"
 }
@@ -1286,6 +1289,84 @@ audit_unchanged() {
 }
 check "the bad requests issued nothing (audit log length unchanged)" audit_unchanged
 check "broker still healthy after the bad input" wait_healthy broker
+
+# ---------------------------------------------------------------------------------------------
+step "7b. SCIM 2.0: scim2-tester and scim-sanity"
+# A fresh tenant and a scim token for it through the admin API; the tools reach /scim/v2 over
+# HTTPS and trust the broker's root CA through SSL_CERT_FILE / REQUESTS_CA_BUNDLE. scim2's
+# token goes in SCIM_CLI_HEADERS (not on the command line); scim-sanity takes only --token.
+SCIM_DIR=$OUT/scim
+mkdir -p "$SCIM_DIR"
+SCIM_TOKEN=
+SCIM_URL=$(https_url /scim/v2)
+scim_token() {
+    admin POST /v1/admin/tenants "$SCIM_DIR/tenant.json" -H 'content-type: application/json' \
+        --data '{"id":"scim-conformance","name":"SCIM conformance"}'
+    expect_eq "$HTTP_STATUS" 201 "POST /v1/admin/tenants" || { show_response "$SCIM_DIR/tenant.json"; return 1; }
+    admin POST /v1/admin/tokens "$SCIM_DIR/token.json" -H 'content-type: application/json' \
+        --data '{"tenant":"scim-conformance","role":"scim","label":"scim conformance"}'
+    expect_eq "$HTTP_STATUS" 201 "POST /v1/admin/tokens" || { show_response "$SCIM_DIR/token.json"; return 1; }
+    SCIM_TOKEN=$(jq -r .token "$SCIM_DIR/token.json")
+    rm -f "$SCIM_DIR/token.json"
+    [ -n "$SCIM_TOKEN" ] && [ "$SCIM_TOKEN" != null ] || { echo "no token in the answer"; return 1; }
+    echo "tenant scim-conformance, a scim token"
+}
+check "a tenant and a scim token for it (admin API)" scim_token
+
+scim2_test() {
+    [ -n "$SCIM_TOKEN" ] || { echo "no scim token"; return 1; }
+    local rc=0
+    SSL_CERT_FILE=$OUT/root.pem REQUESTS_CA_BUNDLE=$OUT/root.pem \
+        SCIM_CLI_HEADERS="Authorization: Bearer $SCIM_TOKEN" \
+        "$VENV/bin/scim2" --url "$SCIM_URL" test >"$SCIM_DIR/scim2-test.txt" 2>&1 </dev/null || rc=$?
+    local ok bad
+    ok=$(grep -c '^SUCCESS' "$SCIM_DIR/scim2-test.txt" || true)
+    bad=$(grep -Ec '^(ERROR|CRITICAL|WARNING|SKIPPED)' "$SCIM_DIR/scim2-test.txt" || true)
+    SCIM2_SUMMARY="scim2 test: $ok SUCCESS, $bad not SUCCESS (exit $rc)"
+    echo "$SCIM2_SUMMARY"
+    if [ "$rc" -ne 0 ] || [ "$bad" -ne 0 ] || [ "$ok" -eq 0 ]; then
+        grep -Ev '^(SUCCESS|  )' "$SCIM_DIR/scim2-test.txt" | head -50
+        grep -EA3 '^(ERROR|CRITICAL|WARNING|SKIPPED)' "$SCIM_DIR/scim2-test.txt" | head -80
+        return 1
+    fi
+}
+SCIM2_SUMMARY=
+check "scim2 --url $SCIM_URL test (scim2-tester 0.5.2): every result SUCCESS, none skipped" scim2_test
+[ -n "$SCIM2_SUMMARY" ] && info "$SCIM2_SUMMARY"
+
+scim_sanity() {
+    [ -n "$SCIM_TOKEN" ] || { echo "no scim token"; return 1; }
+    local rc=0
+    SSL_CERT_FILE=$OUT/root.pem REQUESTS_CA_BUNDLE=$OUT/root.pem \
+        "$VENV/bin/scim-sanity" probe "$SCIM_URL" --token "$SCIM_TOKEN" --i-accept-side-effects \
+        --json-output >"$SCIM_DIR/scim-sanity.json" 2>"$SCIM_DIR/scim-sanity.err" </dev/null || rc=$?
+    SANITY_SUMMARY="scim-sanity probe: $(jq -r '.summary | "\(.passed) passed, \(.failed) failed, \(.skipped) skipped, \(.total) total"' "$SCIM_DIR/scim-sanity.json" 2>/dev/null) (exit $rc)"
+    echo "$SANITY_SUMMARY"
+    if [ "$rc" -ne 0 ] || [ "$(jq -r '.summary.failed' "$SCIM_DIR/scim-sanity.json" 2>/dev/null)" != 0 ]; then
+        head -c 4000 "$SCIM_DIR/scim-sanity.json"
+        cat "$SCIM_DIR/scim-sanity.err"
+        return 1
+    fi
+}
+SANITY_SUMMARY=
+check "scim-sanity probe $SCIM_URL (0.7.4, strict): exit 0, no failure" scim_sanity
+[ -n "$SANITY_SUMMARY" ] && info "$SANITY_SUMMARY"
+
+scim_errors() {
+    [ -n "$SCIM_TOKEN" ] || { echo "no scim token"; return 1; }
+    http GET "$SCIM_URL/Users" "$SCIM_DIR/no-token.json"
+    show_response "$SCIM_DIR/no-token.json"
+    expect_eq "$HTTP_STATUS" 401 "status without a token" || return 1
+    expect_eq "$(jq -r .status "$SCIM_DIR/no-token.json")" 401 "SCIM error status (a string)" || return 1
+    expect_eq "$(jq -r '.schemas[0]' "$SCIM_DIR/no-token.json")" urn:ietf:params:scim:api:messages:2.0:Error "error schema" || return 1
+    http GET "$SCIM_URL/Users?filter=userName%20eq" "$SCIM_DIR/bad-filter.json" -H "Authorization: Bearer $SCIM_TOKEN"
+    show_response "$SCIM_DIR/bad-filter.json"
+    expect_eq "$HTTP_STATUS" 400 "status of a broken filter" || return 1
+    expect_eq "$(jq -r .scimType "$SCIM_DIR/bad-filter.json")" invalidFilter "scimType" || return 1
+    expect_eq "$HTTP_CT" application/scim+json "content type" || return 1
+}
+check "SCIM errors over HTTPS: 401 and invalidFilter in the SCIM error schema" scim_errors
+SCIM_TOKEN=
 
 # ---------------------------------------------------------------------------------------------
 step "8. crash durability (kill -9 right after a 201)"

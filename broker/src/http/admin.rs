@@ -42,6 +42,13 @@ async fn register_device(
 ) -> Result<(StatusCode, axum::Json<model::Device>), ApiError> {
     let d = s.domain.register_device(&who, req).await?;
     s.posture.device_registered(&who, &d).await?;
+    // a SCIM user of that name gives the device their addresses (and their deactivation)
+    if let Err(e) = crate::domain::scim::Scim::new(&s.posture)
+        .device_registered(&who, &d)
+        .await
+    {
+        tracing::error!(device = %d.id, error = %e, "scim: applying the user to a new device failed");
+    }
     Ok((StatusCode::CREATED, axum::Json(d)))
 }
 

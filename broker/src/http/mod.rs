@@ -12,6 +12,7 @@ pub mod error;
 pub mod feed;
 pub mod pki;
 pub mod posture;
+pub mod scim;
 pub mod ssf;
 pub mod webhooks;
 
@@ -100,6 +101,9 @@ async fn read_body_first(
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
+            if parts.uri.path().starts_with("/scim/") {
+                return scim::unreadable();
+            }
             return ApiError::malformed("the request body could not be read").into_response();
         };
         if let Ok(data) = frame.into_data() {
@@ -112,6 +116,9 @@ async fn read_body_first(
         }
     }
     if seen > limit {
+        if parts.uri.path().starts_with("/scim/") {
+            return scim::too_large(limit);
+        }
         return ApiError::http(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
@@ -137,7 +144,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(feed::routes())
             .merge(ssf::routes())
             .merge(webhooks::routes())
-            .merge(connectors::routes()),
+            .merge(connectors::routes())
+            .merge(scim::routes()),
         state,
         max_body_bytes,
     )

@@ -99,11 +99,18 @@ pub enum DocKind {
     /// Vendor devices a connector applied (`connector/vendor id`) to postern's device and a
     /// fingerprint of what was applied.
     ConnectorDevice,
+    /// SCIM users, by `tenant/id`.
+    ScimUser,
+    /// SCIM groups, by `tenant/id`.
+    ScimGroup,
+    /// SCIM lookups: `tenant/user/<lower-cased userName>` to a user id, and
+    /// `tenant/uext/<hex externalId>/<id>` for each user's `externalId`.
+    ScimIndex,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 19] = [
+    pub const ALL: [DocKind; 22] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -123,6 +130,9 @@ impl DocKind {
         DocKind::Webhook,
         DocKind::ConnectorState,
         DocKind::ConnectorDevice,
+        DocKind::ScimUser,
+        DocKind::ScimGroup,
+        DocKind::ScimIndex,
     ];
 
     /// The key prefix and name in messages.
@@ -147,6 +157,9 @@ impl DocKind {
             DocKind::Webhook => "webhooks",
             DocKind::ConnectorState => "connector-state",
             DocKind::ConnectorDevice => "connector-devices",
+            DocKind::ScimUser => "scim-users",
+            DocKind::ScimGroup => "scim-groups",
+            DocKind::ScimIndex => "scim-index",
         }
     }
 }
