@@ -210,6 +210,7 @@ pub fn issue(issuer: &Issuer, req: &IssueRequest<'_>) -> Result<Issued> {
             ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
             ExtendedKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
+            ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
         })
         .collect();
     if !req.names.is_empty() {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod feed;
 pub mod pki;
 pub mod posture;
+pub mod profiles;
 pub mod ssf;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub posture: Arc<crate::domain::posture::Posture>,
     /// The SSF transmitter, when the broker runs one.
     pub ssf: Option<Arc<crate::domain::ssf::Ssf>>,
+    /// The key that signs configuration profiles (made on first use).
+    pub profile_signing: Arc<crate::domain::profiles::ProfileSigning>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             acme,
             posture,
             ssf: None,
+            profile_signing: Arc::default(),
         }
     }
 
@@ -117,7 +121,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(auth::routes())
             .merge(posture::routes())
             .merge(feed::routes())
-            .merge(ssf::routes()),
+            .merge(ssf::routes())
+            .merge(profiles::routes()),
         state,
         max_body_bytes,
     )

@@ -92,11 +92,14 @@ pub enum DocKind {
     SsfStream,
     /// SSF events queued for a stream, by `stream/sequence`.
     SsfEvent,
+    /// The current enrollment grant of a device (from its newest profile), by
+    /// `tenant/device id`.
+    EnrollmentGrant,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 16] = [
+    pub const ALL: [DocKind; 17] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -113,6 +116,7 @@ impl DocKind {
         DocKind::FeedIndex,
         DocKind::SsfStream,
         DocKind::SsfEvent,
+        DocKind::EnrollmentGrant,
     ];
 
     /// The key prefix and name in messages.
@@ -134,6 +138,7 @@ impl DocKind {
             DocKind::FeedIndex => "feed-index",
             DocKind::SsfStream => "ssf-streams",
             DocKind::SsfEvent => "ssf-events",
+            DocKind::EnrollmentGrant => "enrollment-grants",
         }
     }
 }
