@@ -26,3 +26,6 @@ mod posture;
 
 #[path = "api/feed.rs"]
 mod feed;
+
+#[path = "api/profiles.rs"]
+mod profiles;
