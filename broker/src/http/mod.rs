@@ -143,7 +143,7 @@ fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> R
             read_body_first,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }
@@ -166,4 +166,15 @@ async fn readyz(State(s): State<AppState>) -> Result<axum::Json<Health>, ApiErro
     Ok(axum::Json(Health {
         status: "ok".into(),
     }))
+}
+
+/// The span of a request, as tower-http's default (debug level, method, path, version) but
+/// with one-time secrets left out of the path and the query not logged.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %profiles::loggable_path(req.uri().path()),
+        version = ?req.version(),
+    )
 }

@@ -41,6 +41,18 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
+/// The request's path for logs: a declarative credential URL's secret is replaced, so that a
+/// one-time secret never reaches a log line.
+pub(super) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "/declarative/credential/";
+    match path.find(MARK) {
+        Some(i) if path.starts_with("/v1/profiles/") => {
+            std::borrow::Cow::Owned(format!("{}<secret>", &path[..i + MARK.len()]))
+        }
+        _ => std::borrow::Cow::Borrowed(path),
+    }
+}
+
 /// The base URL the request reached (`https://` + `Host`), from which profile URLs are made.
 #[derive(Debug)]
 struct RequestBase(Base);
@@ -204,4 +216,25 @@ async fn credential_by_secret(
 ) -> Result<Response, ApiError> {
     let doc = profiles::credential_by_secret(&s.acme, &tenant, &id, &secret).await?;
     Ok(bytes(doc, "application/json", None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn secrets_are_left_out_of_logged_paths() {
+        assert_eq!(
+            loggable_path("/v1/profiles/default/devices/dev_1/declarative/credential/pes_abc"),
+            "/v1/profiles/default/devices/dev_1/declarative/credential/<secret>"
+        );
+        assert_eq!(
+            loggable_path("/v1/profiles/default/devices/dev_1/declarative"),
+            "/v1/profiles/default/devices/dev_1/declarative"
+        );
+        assert_eq!(
+            loggable_path("/acme/devices/directory"),
+            "/acme/devices/directory"
+        );
+    }
 }

@@ -447,6 +447,26 @@ mod tests {
     }
 
     #[test]
+    fn enrollment_grants_are_for_device_provisioners_and_bounded() {
+        let mut servers = ProvisionerSettings::defaults()[1].clone();
+        servers.require_enrollment_grant = true;
+        assert_eq!(
+            servers.check().unwrap_err(),
+            (
+                "require_enrollment_grant".to_owned(),
+                "only a device-attest-01 provisioner enrolls devices".to_owned()
+            )
+        );
+        let mut devices = ProvisionerSettings::defaults()[0].clone();
+        devices.require_enrollment_grant = true;
+        devices.check().unwrap();
+        for bad in [0, 721] {
+            devices.enrollment_grant_hours = bad;
+            assert_eq!(devices.check().unwrap_err().0, "enrollment_grant_hours");
+        }
+    }
+
+    #[test]
     fn defaults_check() {
         for p in ProvisionerSettings::defaults() {
             p.check().unwrap();
