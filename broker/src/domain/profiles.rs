@@ -401,6 +401,16 @@ pub async fn issue(
             )
         }
         ProfileForm::Android => {
+            let platform = req.platform.as_deref().or(device.platform.as_deref());
+            if platform.is_some_and(|p| !p.eq_ignore_ascii_case("android")) {
+                return Err(DomainError::new(
+                    ErrorKind::Malformed,
+                    format!(
+                        "the android form is for Android devices, and the device is {}",
+                        platform.unwrap_or_default()
+                    ),
+                ));
+            }
             let key = acme.device_eab(p, &device.id).map_err(acme_err)?;
             grant.eab_kid = Some(key.kid.clone());
             let cfg = postern_profiles::android::managed_configuration(

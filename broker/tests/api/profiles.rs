@@ -200,6 +200,17 @@ async fn roles_tenants_devices_and_targets() {
     )
     .await
     .assert_problem(StatusCode::BAD_REQUEST, "malformed");
+    let wrong_form = h
+        .get(
+            &format!("/v1/profiles/default/devices/{id}/android.json"),
+            Some(&mdm),
+        )
+        .await;
+    wrong_form.assert_problem(StatusCode::BAD_REQUEST, "malformed");
+    assert_eq!(
+        wrong_form.json()["detail"],
+        "the android form is for Android devices, and the device is ios"
+    );
     h.get(&format!("{url}?provisioner=servers"), Some(&mdm))
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
