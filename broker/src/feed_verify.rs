@@ -255,7 +255,7 @@ async fn fetch(
 }
 
 /// An HTTPS client that trusts exactly the certificates of `ca_pem` (rustls on ring).
-fn client_trusting(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client_trusting(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
     let mut roots = rustls::RootCertStore::empty();
     for block in pem::parse_many(ca_pem).context("the CA file")? {
         if block.tag() == "CERTIFICATE" {

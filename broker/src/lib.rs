@@ -12,5 +12,6 @@ pub mod feed_verify;
 pub mod http;
 pub mod keystore;
 pub mod model;
+pub mod profile_cli;
 pub mod server;
 pub mod store;

@@ -65,6 +65,45 @@ enum Command {
     /// Signed feed commands.
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Fetch a device's enrollment profile from a running broker (as an MDM does).
+    Profile(ProfileArgs),
+}
+
+#[derive(Debug, Args)]
+struct ProfileArgs {
+    /// The broker's HTTPS base URL.
+    #[arg(long)]
+    url: String,
+    /// PEM file of the CA that issued the broker's TLS certificate.
+    #[arg(long)]
+    ca_file: PathBuf,
+    /// An admin or mdm token of the tenant.
+    #[arg(long, env = "POSTERN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The tenant.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// The device id.
+    #[arg(long)]
+    device: String,
+    /// The form.
+    #[arg(long, value_enum, default_value = "mobileconfig")]
+    form: postern_broker::profile_cli::Form,
+    /// The device's platform, when the inventory does not say.
+    #[arg(long)]
+    platform: Option<String>,
+    /// The device's OS version.
+    #[arg(long)]
+    os_version: Option<String>,
+    /// The device-attest-01 provisioner.
+    #[arg(long)]
+    provisioner: Option<String>,
+    /// Declarative: the bundle id of the app that receives the identity.
+    #[arg(long)]
+    app: Option<String>,
+    /// Where to write it (standard output when absent).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +355,7 @@ async fn run() -> anyhow::Result<()> {
             print!("{summary}");
             Ok(())
         }
+        Command::Profile(a) => profile(a).await,
         Command::Token(TokenCommand::Revoke { id }) => {
             let app = app::open(settings, Arc::new(SystemClock)).await?;
             app.domain.revoke_token(&Principal::cli(), &id).await?;
@@ -566,4 +606,37 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+async fn profile(a: ProfileArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let ca_pem =
+        std::fs::read_to_string(&a.ca_file).with_context(|| format!("{}", a.ca_file.display()))?;
+    let query = [
+        ("platform", a.platform),
+        ("os_version", a.os_version),
+        ("provisioner", a.provisioner),
+        ("app", a.app),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+    .collect();
+    let opts = postern_broker::profile_cli::Options {
+        url: a.url,
+        ca_pem,
+        token: a.token,
+        tenant: a.tenant,
+        device: a.device,
+        form: a.form,
+        query,
+    };
+    let (body, content_type) = postern_broker::profile_cli::fetch(&opts).await?;
+    match a.out {
+        Some(path) => {
+            std::fs::write(&path, &body).with_context(|| format!("{}", path.display()))?;
+            eprintln!("{} ({content_type}, {} bytes)", path.display(), body.len());
+        }
+        None => std::io::stdout().write_all(&body)?,
+    }
+    Ok(())
 }

@@ -32,3 +32,6 @@ mod webhooks;
 
 #[path = "api/scim.rs"]
 mod scim;
+
+#[path = "api/profiles.rs"]
+mod profiles;

@@ -210,6 +210,7 @@ pub fn issue(issuer: &Issuer, req: &IssueRequest<'_>) -> Result<Issued> {
             ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
             ExtendedKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
+            ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
         })
         .collect();
     if !req.names.is_empty() {
@@ -339,7 +340,7 @@ mod tests {
     #[test]
     fn every_profile_issues_a_certificate_that_verifies() {
         let (issuer, _) = test_issuer();
-        let cases: [(&str, Vec<SubjectName>); 5] = [
+        let cases: [(&str, Vec<SubjectName>); 6] = [
             (
                 "device-identity",
                 vec![SubjectName::PermanentIdentifier("C02XK0AAJGH5".into())],
@@ -357,6 +358,7 @@ mod tests {
                 vec![SubjectName::Uri("urn:postern:gateway:default:gw-1".into())],
             ),
             ("ocsp-signer", vec![]),
+            ("profile-signing", vec![]),
         ];
         for (profile, names) in cases {
             let c = csr_for(&rcgen::PKCS_ECDSA_P256_SHA256, &[]);
@@ -385,6 +387,11 @@ mod tests {
             if profile == "gateway-client" {
                 let eku = cert.extended_key_usage().unwrap().unwrap().value;
                 assert!(eku.client_auth && !eku.server_auth && !eku.any && eku.other.is_empty());
+                assert!(!ku.key_encipherment() && !ku.key_agreement());
+            }
+            if profile == "profile-signing" {
+                let eku = cert.extended_key_usage().unwrap().unwrap().value;
+                assert!(eku.email_protection && !eku.client_auth && !eku.server_auth && !eku.any);
                 assert!(!ku.key_encipherment() && !ku.key_agreement());
             }
             if profile == "ocsp-signer" {

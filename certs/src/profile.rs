@@ -12,12 +12,13 @@ use crate::error::{Error, Result};
 use crate::signer::KeyAlgorithm;
 
 /// The names of the built-in profiles.
-pub const BUILTIN_NAMES: [&str; 5] = [
+pub const BUILTIN_NAMES: [&str; 6] = [
     "device-identity",
     "messaging-identity",
     "tls-server",
     "gateway-client",
     "ocsp-signer",
+    "profile-signing",
 ];
 
 /// A key usage bit (RFC 5280 §4.2.1.3) that a profile may set.
@@ -44,6 +45,8 @@ pub enum ExtendedKeyUsage {
     ClientAuth,
     /// id-kp-OCSPSigning
     OcspSigning,
+    /// id-kp-emailProtection (S/MIME, and so CMS-signed configuration profiles)
+    EmailProtection,
 }
 
 /// Which subject alternative names a profile accepts.
@@ -202,6 +205,20 @@ impl Profile {
                 ocsp_nocheck: true,
                 key_algorithms: vec![],
             },
+            // the broker's own key for CMS-signed configuration profiles: a signature key
+            // with emailProtection, which S/MIME verifiers (openssl cms, Apple's installer)
+            // accept for SignedData; no names
+            "profile-signing" => Profile {
+                name: name.into(),
+                key_usages: vec![KeyUsage::DigitalSignature],
+                extended_key_usages: vec![ExtendedKeyUsage::EmailProtection],
+                default_validity: Duration::from_secs(30 * DAY),
+                max_validity: Duration::from_secs(397 * DAY),
+                names: AllowedNames::default(),
+                require_name: false,
+                ocsp_nocheck: false,
+                key_algorithms: vec![SubjectKeyKind::EcdsaP256, SubjectKeyKind::Rsa],
+            },
             _ => return None,
         };
         Some(p)
@@ -291,6 +308,18 @@ mod tests {
         assert_eq!(p.names.uri_schemes, vec!["urn".to_owned()]);
         assert!(p.require_name && !p.names.ip && !p.names.email);
         assert!(!p.ocsp_nocheck);
+    }
+
+    #[test]
+    fn profile_signing_is_signature_and_email_protection_only() {
+        let p = Profile::builtin("profile-signing").unwrap();
+        assert_eq!(p.key_usages, vec![KeyUsage::DigitalSignature]);
+        assert_eq!(
+            p.extended_key_usages,
+            vec![ExtendedKeyUsage::EmailProtection]
+        );
+        assert!(!p.require_name && p.names == AllowedNames::default());
+        assert!(!p.allows_key(SubjectKeyKind::Ed25519));
     }
 
     #[test]

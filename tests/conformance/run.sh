@@ -1166,6 +1166,50 @@ certbot_refused() {
 check "certbot certonly for $ACME_REFUSED (a name the provisioner refuses) fails with rejectedIdentifier" certbot_refused
 
 # ---------------------------------------------------------------------------------------------
+step "6c. signed configuration profiles"
+# An MDM fetches a device's enrollment profile CMS-signed (`postern profile --form signed`);
+# openssl verifies the SignedData against the broker's root as a device would, and its content is
+# the unsigned profile (the same but for payload UUIDs, which change with every issuance).
+PROF=$OUT/profiles
+mkdir -p "$PROF"
+profile_device() {
+    admin POST /v1/admin/devices "$PROF/device.json" -H 'Content-Type: application/json' \
+        --data '{"serial": "CONFORMANCE-IPHONE-1", "platform": "ios"}'
+    [ "$HTTP_STATUS" = 201 ] && jq -r .id "$PROF/device.json"
+}
+signed_profile() {
+    local dev
+    dev=$(profile_device) || { show_response "$PROF/device.json"; return 1; }
+    run_show "$POSTERN" profile --url "$(https_url '')" --ca-file "$DATA/ca/root.pem" --token "$TOKEN" \
+        --device "$dev" --form signed --out "$PROF/signed.mobileconfig" || return 1
+    run_show openssl cms -verify -inform DER -in "$PROF/signed.mobileconfig" \
+        -CAfile "$DATA/ca/root.pem" -out "$PROF/signed-content.xml" || return 1
+    admin GET "/v1/profiles/default/devices/$dev/enrollment.mobileconfig" "$PROF/unsigned.mobileconfig"
+    expect_eq "$HTTP_STATUS" 200 "GET .../enrollment.mobileconfig" || return 1
+    expect_eq "$HTTP_CT" application/x-apple-aspen-config "content type" || return 1
+    local strip='/<key>PayloadUUID<\/key>/{n;d}'
+    if ! diff <(sed "$strip" "$PROF/signed-content.xml") <(sed "$strip" "$PROF/unsigned.mobileconfig"); then
+        echo "the signed content is not the unsigned profile"
+        return 1
+    fi
+    echo "signed content = unsigned profile ($(wc -c <"$PROF/unsigned.mobileconfig") bytes, payload UUIDs aside)"
+    # a tampered byte fails verification
+    cp "$PROF/signed.mobileconfig" "$PROF/tampered.mobileconfig"
+    printf 'X' | dd of="$PROF/tampered.mobileconfig" bs=1 seek=400 conv=notrunc 2>/dev/null
+    if openssl cms -verify -inform DER -in "$PROF/tampered.mobileconfig" -CAfile "$DATA/ca/root.pem" \
+        -out /dev/null 2>/dev/null; then
+        echo "a tampered profile verified"
+        return 1
+    fi
+}
+http GET "$(https_url /v1/profiles/default/devices/none/android.json)" "$PROF/probe" -H "Authorization: Bearer $TOKEN"
+if [ "$HTTP_STATUS" = 404 ] && [ "$(jq -r .detail "$PROF/probe" 2>/dev/null)" = "no such resource" ]; then
+    skip "signed profile verified by openssl cms" "this broker has no profile API"
+else
+    check "a signed .mobileconfig fetched with postern profile verifies with openssl cms -CAfile root.pem, and its content is the unsigned profile" signed_profile
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "7. bad input"
 AUDIT_BEFORE_BAD=$(audit_count)
 B=$OUT/bad

@@ -15,6 +15,7 @@ pub mod gateway_cert;
 pub mod keys;
 pub mod pki;
 pub mod posture;
+pub mod profiles;
 pub mod scim;
 pub mod ssf;
 pub mod tenancy;

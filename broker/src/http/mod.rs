@@ -12,6 +12,7 @@ pub mod error;
 pub mod feed;
 pub mod pki;
 pub mod posture;
+pub mod profiles;
 pub mod scim;
 pub mod ssf;
 pub mod webhooks;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub ssf: Option<Arc<crate::domain::ssf::Ssf>>,
     /// The MDM connectors, when the broker runs them.
     pub connectors: Option<Arc<crate::connectors::Connectors>>,
+    /// The key that signs configuration profiles (made on first use).
+    pub profile_signing: Arc<crate::domain::profiles::ProfileSigning>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             posture,
             ssf: None,
             connectors: None,
+            profile_signing: Arc::default(),
         }
     }
 
@@ -145,7 +149,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(ssf::routes())
             .merge(webhooks::routes())
             .merge(connectors::routes())
-            .merge(scim::routes()),
+            .merge(scim::routes())
+            .merge(profiles::routes()),
         state,
         max_body_bytes,
     )
@@ -166,7 +171,7 @@ fn finish(routes: Router<AppState>, state: AppState, max_body_bytes: usize) -> R
             read_body_first,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }
@@ -189,4 +194,15 @@ async fn readyz(State(s): State<AppState>) -> Result<axum::Json<Health>, ApiErro
     Ok(axum::Json(Health {
         status: "ok".into(),
     }))
+}
+
+/// The span of a request, as tower-http's default (debug level, method, path, version) but
+/// with one-time secrets left out of the path and the query not logged.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %profiles::loggable_path(req.uri().path()),
+        version = ?req.version(),
+    )
 }

@@ -106,11 +106,14 @@ pub enum DocKind {
     /// SCIM lookups: `tenant/user/<lower-cased userName>` to a user id, and
     /// `tenant/uext/<hex externalId>/<id>` for each user's `externalId`.
     ScimIndex,
+    /// The current enrollment grant of a device (from its newest profile), by
+    /// `tenant/device id`.
+    EnrollmentGrant,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 22] = [
+    pub const ALL: [DocKind; 23] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -133,6 +136,7 @@ impl DocKind {
         DocKind::ScimUser,
         DocKind::ScimGroup,
         DocKind::ScimIndex,
+        DocKind::EnrollmentGrant,
     ];
 
     /// The key prefix and name in messages.
@@ -160,6 +164,7 @@ impl DocKind {
             DocKind::ScimUser => "scim-users",
             DocKind::ScimGroup => "scim-groups",
             DocKind::ScimIndex => "scim-index",
+            DocKind::EnrollmentGrant => "enrollment-grants",
         }
     }
 }

@@ -112,6 +112,7 @@ impl Acme {
         let id = random_id()?;
         let mut txn = DocTxn::new();
         let mut eab_kid = None;
+        let mut device = None;
         match (&body.external_account_binding, p.settings.require_eab) {
             (None, true) => {
                 return Err(AcmeError::new(
@@ -130,6 +131,7 @@ impl Acme {
                     encode(&bound)?,
                 );
                 eab_kid = Some(key.kid);
+                device = key.device;
             }
         }
         let acct = Account {
@@ -141,6 +143,7 @@ impl Acme {
             thumbprint: thumbprint.clone(),
             contact: body.contact,
             eab_kid: eab_kid.clone(),
+            device: device.clone(),
             created_at: self.now(),
         };
         let draft = self.domain.draft(
@@ -148,7 +151,7 @@ impl Acme {
             &p.settings.tenant,
             "acme.account.create",
             &id,
-            json!({ "provisioner": provisioner, "key_thumbprint": thumbprint, "eab_kid": eab_kid }),
+            json!({ "provisioner": provisioner, "key_thumbprint": thumbprint, "eab_kid": eab_kid, "device": device }),
         );
         let txn = txn
             .absent(DocKind::AcmeAccountKey, index.clone())
@@ -240,6 +243,7 @@ impl Acme {
             tenant: p.settings.tenant.clone(),
             hmac_key: URL_SAFE_NO_PAD.encode(secret),
             bound_to: None,
+            device: None,
             created_at: self.now(),
         };
         let draft = self.domain.draft(

@@ -18,6 +18,7 @@
 mod account;
 mod challenge;
 pub mod error;
+pub mod grant;
 pub mod jws;
 pub mod model;
 pub mod nonce;

@@ -42,6 +42,9 @@ pub struct Account {
     /// The external account binding key id, when bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eab_kid: Option<String>,
+    /// The device (id) its binding key was made for: the account orders only for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// When created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -208,6 +211,10 @@ pub struct EabKey {
     /// The account it bound, once used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound_to: Option<String>,
+    /// The device (id) it was made for (an enrollment profile): the account it binds may
+    /// order certificates only for that device's identifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// When created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

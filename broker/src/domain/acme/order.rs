@@ -111,18 +111,33 @@ impl Acme {
                     "a device order names exactly one device identifier",
                 ));
             };
-            if self
-                .domain
-                .find_device(&p.settings.tenant, &dev.value)?
-                .is_none()
-            {
-                rejected = rejected.with_subproblem(
-                    AcmeProblem::RejectedIdentifier,
-                    "no device of this tenant's inventory has this identifier",
-                    &id.type_,
-                    &id.value,
-                );
+            match self.domain.find_device(&p.settings.tenant, &dev.value)? {
+                None => {
+                    rejected = rejected.with_subproblem(
+                        AcmeProblem::RejectedIdentifier,
+                        "no device of this tenant's inventory has this identifier",
+                        &id.type_,
+                        &id.value,
+                    );
+                }
+                Some(device) => {
+                    if let Err(e) = self.check_device_order(p, acct, &device) {
+                        if e.problem != AcmeProblem::RejectedIdentifier {
+                            return Err(e);
+                        }
+                        rejected = rejected.with_subproblem(
+                            AcmeProblem::RejectedIdentifier,
+                            e.detail,
+                            &id.type_,
+                            &id.value,
+                        );
+                    }
+                }
             }
+        } else if acct.device.is_some() {
+            return Err(AcmeError::unauthorized(
+                "an account bound to a device orders only that device's identifiers",
+            ));
         } else {
             for id in &req.identifiers {
                 if id.type_ != "dns" {
@@ -491,6 +506,9 @@ impl Acme {
                 .put(DocKind::AcmeOrder, id.to_owned(), encode(&done)?)
                 .certificate(prepared.issued.record)
                 .audit(prepared.draft);
+            if let Some(dev) = &device {
+                txn = self.use_grant(p, acct, dev, id, txn)?;
+            }
             if let (Some(dev), Some(att)) = (&device, &attested) {
                 let record = DeviceAttestation {
                     sha256: att.evidence_sha256.clone(),

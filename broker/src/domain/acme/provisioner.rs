@@ -136,6 +136,18 @@ pub struct ProvisionerSettings {
     /// Certificate validity in days instead of the profile's default.
     #[serde(default)]
     pub validity_days: Option<u32>,
+    /// For device-attest-01: a device enrolls only while it holds an unused enrollment grant,
+    /// which issuing it a profile creates and a successful finalize uses up (an account bound
+    /// to the device by a profile's binding key counts as one).
+    #[serde(default)]
+    pub require_enrollment_grant: bool,
+    /// How long an enrollment grant (and the profile's one-time secrets) stays usable, in hours.
+    #[serde(default = "default_grant_hours")]
+    pub enrollment_grant_hours: u32,
+}
+
+fn default_grant_hours() -> u32 {
+    24
 }
 
 fn default_tenant() -> String {
@@ -168,6 +180,8 @@ impl ProvisionerSettings {
             android_revocation: None,
             dns_names: Vec::new(),
             validity_days: None,
+            require_enrollment_grant: false,
+            enrollment_grant_hours: default_grant_hours(),
         };
         vec![
             ProvisionerSettings {
@@ -237,6 +251,15 @@ impl ProvisionerSettings {
         }
         if self.validity_days == Some(0) {
             return bad("validity_days", "must be > 0".into());
+        }
+        if self.require_enrollment_grant && self.challenge != DEVICE_ATTEST_01 {
+            return bad(
+                "require_enrollment_grant",
+                "only a device-attest-01 provisioner enrolls devices".into(),
+            );
+        }
+        if self.enrollment_grant_hours == 0 || self.enrollment_grant_hours > 24 * 30 {
+            return bad("enrollment_grant_hours", "must be 1 to 720 hours".into());
         }
         Ok(())
     }
@@ -421,6 +444,26 @@ mod tests {
         assert!(version_at_least(&v("17"), &v("17.0.0")));
         assert!(!version_at_least(&v("16.7.9"), &v("17")));
         assert!(parse_version("x.1").is_none());
+    }
+
+    #[test]
+    fn enrollment_grants_are_for_device_provisioners_and_bounded() {
+        let mut servers = ProvisionerSettings::defaults()[1].clone();
+        servers.require_enrollment_grant = true;
+        assert_eq!(
+            servers.check().unwrap_err(),
+            (
+                "require_enrollment_grant".to_owned(),
+                "only a device-attest-01 provisioner enrolls devices".to_owned()
+            )
+        );
+        let mut devices = ProvisionerSettings::defaults()[0].clone();
+        devices.require_enrollment_grant = true;
+        devices.check().unwrap();
+        for bad in [0, 721] {
+            devices.enrollment_grant_hours = bad;
+            assert_eq!(devices.check().unwrap_err().0, "enrollment_grant_hours");
+        }
     }
 
     #[test]
