@@ -158,6 +158,43 @@ async fn a_stale_check_in_lowers_the_answer_when_time_passes() {
 }
 
 #[tokio::test]
+async fn a_record_changed_after_a_decision_is_what_the_next_decision_reads() {
+    // the first decisions decode the record and keep it; a change of the stored record must
+    // reach the very next decision, in a single route and in a batch
+    let w = world().await;
+    managed(&w).await;
+    for _ in 0..2 {
+        let a = w
+            .posture
+            .route(&w.gateway, None, &req("confidential"))
+            .await
+            .unwrap();
+        assert_eq!(a.decision.transport, "in_app");
+    }
+    w.posture
+        .device_lost(&Principal::cli(), None, &w.device)
+        .await
+        .unwrap();
+    let a = w
+        .posture
+        .route(&w.gateway, None, &req("confidential"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.decision.assurance.as_str(), a.decision.transport.as_str()),
+        ("unknown", "block"),
+        "{:?}",
+        a.decision
+    );
+    let b = w
+        .posture
+        .route_batch(&w.gateway, None, &[req("confidential")])
+        .await
+        .unwrap();
+    assert_eq!(b.items[0].as_ref().unwrap().transport, "block");
+}
+
+#[tokio::test]
 async fn repeated_events_change_nothing_and_reach_the_feed_once() {
     let w = world().await;
     let feed = w.domain.feed().unwrap();
