@@ -20,6 +20,10 @@ use postern_broker::store::Store;
 use postern_broker::store::memory::MemoryStore;
 use postern_broker::store::sled::SledStore;
 
+/// The allocator the `postern` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
