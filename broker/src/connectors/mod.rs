@@ -562,6 +562,10 @@ impl Connector {
             match domain.register_device(&self.who, new).await {
                 Ok(dev) => {
                     self.posture.device_registered(&self.who, &dev).await?;
+                    // a SCIM user of that name gives the device their addresses
+                    crate::domain::scim::Scim::new(&self.posture)
+                        .new_device(&self.who, &dev)
+                        .await;
                     counts.registered += 1;
                     return Ok(Some(dev.id));
                 }

@@ -43,12 +43,9 @@ async fn register_device(
     let d = s.domain.register_device(&who, req).await?;
     s.posture.device_registered(&who, &d).await?;
     // a SCIM user of that name gives the device their addresses (and their deactivation)
-    if let Err(e) = crate::domain::scim::Scim::new(&s.posture)
-        .device_registered(&who, &d)
-        .await
-    {
-        tracing::error!(device = %d.id, error = %e, "scim: applying the user to a new device failed");
-    }
+    crate::domain::scim::Scim::new(&s.posture)
+        .new_device(&who, &d)
+        .await;
     Ok((StatusCode::CREATED, axum::Json(d)))
 }
 

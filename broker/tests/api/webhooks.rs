@@ -917,3 +917,37 @@ async fn the_real_mda_leaf_is_read_but_not_trusted_without_its_sub_ca() {
     let device = r.2["device_id"].as_str().unwrap();
     assert!(h.record(device).attestation.is_none());
 }
+
+#[tokio::test]
+async fn a_device_a_webhook_registers_gets_its_scim_users_addresses() {
+    let h = harness().await;
+    let r = h
+        .admin(
+            "POST",
+            "/scim/v2/Users",
+            ADMIN,
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "dana@example.com", "phoneNumbers": [{"value": "+1 (415) 555-0199"}]}),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.2);
+    let (id, secret) = h.webhook("jamf").await;
+    let body = serde_json::to_vec(&json!({
+        "event": {"serialNumber": "F2LSCIMUSER1", "udid": "00008110-0000SCIMUSER001",
+            "model": "iPhone 16", "osVersion": "18.3", "username": "dana@example.com"},
+        "webhook": {"eventTimestamp": h.clock_now().unix_timestamp() * 1000, "id": 7,
+            "name": "x", "webhookEvent": "MobileDeviceEnrolled"}}))
+    .unwrap();
+    let r = h.basic(&id, &secret, &body).await;
+    assert_eq!(
+        (r.0, &r.2["registered"]),
+        (StatusCode::OK, &json!(true)),
+        "{}",
+        r.2
+    );
+    let rec = h.record(&h.device_by("F2LSCIMUSER1").id);
+    assert_eq!(rec.user.as_deref(), Some("dana@example.com"));
+    let addresses: Vec<String> = rec.addresses.iter().map(ToString::to_string).collect();
+    assert_eq!(addresses, ["tel:+14155550199"]);
+    assert!(rec.mdm.enrolled);
+}

@@ -759,6 +759,15 @@ impl<'a> Scim<'a> {
         }
         Ok(())
     }
+
+    /// [`Scim::device_registered`] for every path that registers a device (the admin API, MDM
+    /// webhooks, MDM connectors): the device is registered either way, so a failure here is
+    /// logged rather than returned.
+    pub async fn new_device(&self, who: &Principal, device: &Device) {
+        if let Err(e) = self.device_registered(who, device).await {
+            tracing::error!(device = %device.id, error = %e, "scim: applying the user to a new device failed");
+        }
+    }
 }
 
 fn concurrent() -> ScimError {

@@ -721,6 +721,10 @@ impl Webhooks {
             match self.domain().register_device(who, new).await {
                 Ok(d) => {
                     self.posture.device_registered(who, &d).await?;
+                    // a SCIM user of that name gives the device their addresses
+                    crate::domain::scim::Scim::new(&self.posture)
+                        .new_device(who, &d)
+                        .await;
                     return Ok(Some((d, true)));
                 }
                 // registered concurrently (a replay racing the first delivery): find it
