@@ -10,19 +10,19 @@
 // A failed unwrap in a test or a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::Instant;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use postern_certs::attestation::testing::apple::{AppleStatement, AppleTestAuthority};
-use postern_certs::jws::{Jwks, sign_compact, verify_compact};
+use postern_certs::jws::{Jwks, verify_compact};
 use postern_certs::{KeyAlgorithm, KeySigner};
 use postern_e2e::acme::Client;
-use postern_e2e::device::{DeviceKey, complete, order};
+use postern_e2e::device::{
+    DeviceKey, apple_provisioner, capability_statement, complete, openssl_ocsp, order,
+    write_ocsp_files,
+};
 use postern_e2e::{ADMIN_TOKEN, Broker};
 
 const TENANT: &str = "acme-corp";
@@ -32,24 +32,6 @@ const TEL: &str = "tel:+14155550100";
 const SERIAL: &str = "F2LZK0ALICE1";
 const UDID: &str = "00008120-001A2B3C4D5E6F01";
 const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
-
-fn config(dir: &std::path::Path, apple: &AppleTestAuthority) -> String {
-    let path = dir.join("apple-root.pem");
-    std::fs::write(&path, apple.root_pem()).unwrap();
-    format!(
-        r#"
-[[acme.provisioners]]
-name = "devices"
-tenant = "{TENANT}"
-challenge = "device-attest-01"
-profile = "device-identity"
-roots = {{ apple = {:?} }}
-require_enrollment_grant = true
-enrollment_grant_hours = 2
-"#,
-        path.display().to_string()
-    )
-}
 
 struct Api<'a> {
     http: reqwest::Client,
@@ -160,71 +142,21 @@ fn acme_payload(xml: &[u8]) -> plist::Dictionary {
         .clone()
 }
 
-/// The capability statement the messaging client signs with its certified key.
-fn statement(key: &DeviceKey, leaf_der: &[u8], jti: &str) -> String {
-    let signer = KeySigner::from_pkcs8(&key.pkcs8).unwrap();
-    let mut h = Map::new();
-    h.insert("x5c".into(), json!([STANDARD.encode(leaf_der)]));
-    let payload = json!({
-        "jti": jti,
-        "iat": OffsetDateTime::now_utc().unix_timestamp(),
-        "rcs_e2ee": { "mls_ciphersuites": [1], "client_version": "Messages 2026.3" },
-    });
-    sign_compact(
-        &signer,
-        Some("postern-capabilities+jwt"),
-        h,
-        &serde_json::to_vec(&payload).unwrap(),
-    )
-    .unwrap()
-}
-
-fn pem(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
-}
-
-/// `openssl ocsp` against the plain listener: the status it prints for the leaf (`good`,
-/// `revoked`, ...).
-fn openssl_ocsp(dir: &std::path::Path, broker: &Broker) -> String {
-    let o = Command::new("openssl")
-        .args(["ocsp", "-no_nonce", "-issuer"])
-        .arg(dir.join("issuing.pem"))
-        .arg("-cert")
-        .arg(dir.join("leaf.pem"))
-        .arg("-CAfile")
-        .arg(dir.join("root.pem"))
-        .args(["-url", &format!("{}/pki/ocsp", broker.http)])
-        .output()
-        .expect("openssl on PATH");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "openssl ocsp: {out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix(&format!("{}: ", dir.join("leaf.pem").display()))
-        })
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[test]
 fn hire_to_offboard() {
     let dir = tempfile::tempdir().unwrap();
     let apple = AppleTestAuthority::new();
-    let broker = Broker::start_with(&dir.path().join("data"), &config(dir.path(), &apple)).unwrap();
+    let broker = Broker::start_with(
+        &dir.path().join("data"),
+        &apple_provisioner(
+            dir.path(),
+            &apple,
+            &format!(
+                "tenant = \"{TENANT}\"\nrequire_enrollment_grant = true\nenrollment_grant_hours = 2"
+            ),
+        ),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(scenario(dir.path(), &broker, &apple));
     broker.stop();
@@ -432,12 +364,7 @@ async fn scenario(dir: &std::path::Path, broker: &Broker, apple: &AppleTestAutho
     st.os_version = Some("18.3.1".into());
     let att = apple.attest(&st);
     let chain = complete(&mut c, &ourl, &o, &chall, &att, &key, &client_identifier).await;
-    let blocks = postern_e2e::pem_der_blocks(&chain);
-    assert_eq!(blocks.len(), 2);
-    let leaf = blocks[0].clone();
-    std::fs::write(dir.join("leaf.pem"), pem(&blocks[0])).unwrap();
-    std::fs::write(dir.join("issuing.pem"), pem(&blocks[1])).unwrap();
-    std::fs::write(dir.join("root.pem"), broker.root_pem().unwrap()).unwrap();
+    let leaf = write_ocsp_files(dir, broker, &chain);
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
     let cert_serial = cert.tbs_certificate.raw_serial_as_string().replace(':', "");
     assert_eq!(openssl_ocsp(dir, broker), "good");
@@ -473,7 +400,11 @@ async fn scenario(dir: &std::path::Path, broker: &Broker, apple: &AppleTestAutho
         .http
         .post(format!("{}/v1/capabilities", broker.https))
         .header("content-type", "application/jose")
-        .body(statement(&key, &leaf, "lifecycle-handshake-0001"))
+        .body(capability_statement(
+            &key,
+            &leaf,
+            "lifecycle-handshake-0001",
+        ))
         .send()
         .await
         .unwrap();
@@ -576,7 +507,11 @@ async fn scenario(dir: &std::path::Path, broker: &Broker, apple: &AppleTestAutho
         .http
         .post(format!("{}/v1/capabilities", broker.https))
         .header("content-type", "application/jose")
-        .body(statement(&key, &leaf, "lifecycle-handshake-0002"))
+        .body(capability_statement(
+            &key,
+            &leaf,
+            "lifecycle-handshake-0002",
+        ))
         .send()
         .await
         .unwrap();

@@ -7,33 +7,17 @@
 // A failed unwrap in a test or a test helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use postern_certs::KeySigner;
 use postern_certs::attestation::testing::apple::{AppleStatement, AppleTestAuthority};
-use postern_certs::jws::{Jwks, sign_compact, verify_compact};
-use postern_e2e::device::{DeviceKey, account, complete, order, register_device};
+use postern_certs::jws::{Jwks, verify_compact};
+use postern_e2e::device::{
+    DeviceKey, account, apple_provisioner, capability_statement, complete, order, register_device,
+};
 use postern_e2e::{ADMIN_TOKEN, Broker};
 
 const ADDRESS: &str = "tel:+4915112345678";
-
-fn config(dir: &std::path::Path, apple: &AppleTestAuthority) -> String {
-    let path = dir.join("apple-root.pem");
-    std::fs::write(&path, apple.root_pem()).unwrap();
-    format!(
-        r#"
-[[acme.provisioners]]
-name = "devices"
-challenge = "device-attest-01"
-profile = "device-identity"
-roots = {{ apple = {:?} }}
-"#,
-        path.display().to_string()
-    )
-}
 
 struct Api<'a> {
     http: reqwest::Client,
@@ -114,25 +98,6 @@ fn event(id: &str, device: &str, body: Value) -> Value {
     e
 }
 
-/// The capability statement the messaging client signs with its certified key.
-fn statement(key: &DeviceKey, leaf_der: &[u8], jti: &str) -> String {
-    let signer = KeySigner::from_pkcs8(&key.pkcs8).unwrap();
-    let mut h = Map::new();
-    h.insert("x5c".into(), json!([STANDARD.encode(leaf_der)]));
-    let payload = json!({
-        "jti": jti,
-        "iat": OffsetDateTime::now_utc().unix_timestamp(),
-        "rcs_e2ee": { "mls_ciphersuites": [1], "client_version": "Messages 2026.3" },
-    });
-    sign_compact(
-        &signer,
-        Some("postern-capabilities+jwt"),
-        h,
-        &serde_json::to_vec(&payload).unwrap(),
-    )
-    .unwrap()
-}
-
 async fn handshake(api: &Api<'_>, jws: &str) -> (u16, Value) {
     let r = api
         .http
@@ -150,7 +115,11 @@ async fn handshake(api: &Api<'_>, jws: &str) -> (u16, Value) {
 fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
     let dir = tempfile::tempdir().unwrap();
     let apple = AppleTestAuthority::new();
-    let broker = Broker::start_with(&dir.path().join("data"), &config(dir.path(), &apple)).unwrap();
+    let broker = Broker::start_with(
+        &dir.path().join("data"),
+        &apple_provisioner(dir.path(), &apple, ""),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let api = Api { http: broker.client().unwrap(), broker: &broker };
@@ -209,7 +178,7 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         assert_eq!(d["transport"], "in_app", "{d}");
 
         // the handshake, signed with the certified key, makes it verified
-        let jws = statement(&key, &leaf, "handshake-0000000001");
+        let jws = capability_statement(&key, &leaf, "handshake-0000000001");
         let (s, v) = handshake(&api, &jws).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["rcs_e2ee"], "verified", "{v}");
@@ -217,7 +186,7 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         // replayed, signed by another key, or without a postern certificate: refused
         let (s, v) = handshake(&api, &jws).await;
         assert_eq!((s, v["type"].as_str()), (401, Some("urn:postern:problem:unauthorized")), "{v}");
-        let (s, v) = handshake(&api, &statement(&DeviceKey::new(), &leaf, "handshake-0000000002")).await;
+        let (s, v) = handshake(&api, &capability_statement(&DeviceKey::new(), &leaf, "handshake-0000000002")).await;
         assert_eq!(s, 401, "{v}");
         assert!(v["detail"].as_str().unwrap().contains("signature"), "{v}");
         let (s, v) = handshake(&api, "not.a.jws").await;
@@ -254,7 +223,7 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         let d = api.route(&gw, "restricted", Some("thread-2")).await;
         assert_eq!(d["transport"], "rcs_e2ee", "{d}");
         // a fresh handshake after the downgrade raises thread-1 again
-        let (s, v) = handshake(&api, &statement(&key, &leaf, "handshake-0000000003")).await;
+        let (s, v) = handshake(&api, &capability_statement(&key, &leaf, "handshake-0000000003")).await;
         assert_eq!(s, 200, "{v}");
         let d = api.route(&gw, "restricted", Some("thread-1")).await;
         assert_eq!(d["transport"], "rcs_e2ee", "{d}");
@@ -310,7 +279,7 @@ fn posture_route_handshake_thread_memory_cascade_and_tenant_isolation() {
         assert_eq!(cert["status"], "revoked");
         let d = api.route(&gw, "restricted", Some("thread-2")).await;
         assert_eq!((d["transport"].as_str(), d["assurance"].as_str()), (Some("block"), Some("unknown")), "{d}");
-        let (s, v) = handshake(&api, &statement(&key, &leaf, "handshake-0000000004")).await;
+        let (s, v) = handshake(&api, &capability_statement(&key, &leaf, "handshake-0000000004")).await;
         assert_eq!(s, 401, "a revoked credential proves nothing: {v}");
         // the feed: the gateway verifies the device's newest entry, signed and proven
         let opts = |token: &str| postern_broker::feed_verify::Options {

@@ -143,3 +143,100 @@ pub async fn complete(
     assert_eq!(cert.content_type, "application/pem-certificate-chain");
     String::from_utf8(cert.body).unwrap()
 }
+
+/// Broker settings with a `device-attest-01` provisioner named `devices` that trusts `apple`'s
+/// root (written to `dir/apple-root.pem`); `extra` is appended to the provisioner's table
+/// (`tenant = "..."`, grant settings).
+pub fn apple_provisioner(
+    dir: &std::path::Path,
+    apple: &postern_certs::attestation::testing::apple::AppleTestAuthority,
+    extra: &str,
+) -> String {
+    let path = dir.join("apple-root.pem");
+    std::fs::write(&path, apple.root_pem()).unwrap();
+    format!(
+        "\n[[acme.provisioners]]\nname = \"devices\"\nchallenge = \"device-attest-01\"\n\
+         profile = \"device-identity\"\nroots = {{ apple = {:?} }}\n{extra}\n",
+        path.display().to_string()
+    )
+}
+
+/// The capability statement a messaging client signs with its certified key (`POST
+/// /v1/capabilities`): `typ` postern-capabilities+jwt, the certificate in `x5c`, RCS E2EE with
+/// MLS.
+pub fn capability_statement(key: &DeviceKey, leaf_der: &[u8], jti: &str) -> String {
+    use base64::Engine as _;
+    let signer = KeySigner::from_pkcs8(&key.pkcs8).unwrap();
+    let mut h = serde_json::Map::new();
+    h.insert(
+        "x5c".into(),
+        json!([base64::engine::general_purpose::STANDARD.encode(leaf_der)]),
+    );
+    let payload = json!({
+        "jti": jti,
+        "iat": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        "rcs_e2ee": { "mls_ciphersuites": [1], "client_version": "Messages 2026.3" },
+    });
+    postern_certs::jws::sign_compact(
+        &signer,
+        Some("postern-capabilities+jwt"),
+        h,
+        &serde_json::to_vec(&payload).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A certificate (DER) as PEM.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// Writes `leaf.pem` and `issuing.pem` (from an issued chain, PEM) and `root.pem` into `dir`
+/// for [`openssl_ocsp`]; the leaf's DER.
+pub fn write_ocsp_files(dir: &std::path::Path, broker: &Broker, chain_pem: &str) -> Vec<u8> {
+    let blocks = crate::pem_der_blocks(chain_pem);
+    assert_eq!(blocks.len(), 2, "leaf and issuing CA");
+    std::fs::write(dir.join("leaf.pem"), certificate_pem(&blocks[0])).unwrap();
+    std::fs::write(dir.join("issuing.pem"), certificate_pem(&blocks[1])).unwrap();
+    std::fs::write(dir.join("root.pem"), broker.root_pem().unwrap()).unwrap();
+    blocks[0].clone()
+}
+
+/// `openssl ocsp` against the broker's plain listener for the files [`write_ocsp_files`] wrote:
+/// the status it prints for the leaf (`good`, `revoked`, ...).
+pub fn openssl_ocsp(dir: &std::path::Path, broker: &Broker) -> String {
+    let o = std::process::Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(dir.join("issuing.pem"))
+        .arg("-cert")
+        .arg(dir.join("leaf.pem"))
+        .arg("-CAfile")
+        .arg(dir.join("root.pem"))
+        .args(["-url", &format!("{}/pki/ocsp", broker.http)])
+        .output()
+        .expect("openssl on PATH");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "openssl ocsp: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let prefix = format!("{}: ", dir.join("leaf.pem").display());
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .unwrap_or_default()
+        .to_owned()
+}
