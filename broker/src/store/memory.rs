@@ -37,9 +37,14 @@ struct Inner {
 
 impl Inner {
     /// Seals `draft` as the next entry of the chain and appends it.
-    fn append(&mut self, draft: AuditDraft) -> AuditEntry {
+    fn append(&mut self, mut draft: AuditDraft) -> AuditEntry {
         let (seq, prev) = match self.audit.last() {
-            Some(last) => (last.seq + 1, last.hash.as_str()),
+            Some(last) => {
+                // entries are in time order: a draft made before the last entry was sealed
+                // takes its time
+                draft.time = draft.time.max(last.time);
+                (last.seq + 1, last.hash.as_str())
+            }
             None => (1, AUDIT_GENESIS),
         };
         let entry = draft.seal(seq, prev);

@@ -216,6 +216,9 @@ struct RevokedValue {
 struct AuditHead {
     seq: u64,
     hash: String,
+    /// The last entry's time (absent in heads written before it was kept).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    time: Option<time::OffsetDateTime>,
 }
 
 impl SledStore {
@@ -432,7 +435,11 @@ impl Writer {
     }
 
     /// Stages the next audit entry sealed from `draft` and moves the head.
-    fn seal(&mut self, staged: &mut Staged, draft: AuditDraft) -> StoreResult<AuditEntry> {
+    fn seal(&mut self, staged: &mut Staged, mut draft: AuditDraft) -> StoreResult<AuditEntry> {
+        // entries are in time order: a draft made before the last entry was sealed takes its time
+        if let Some(t) = self.head.time {
+            draft.time = draft.time.max(t);
+        }
         let seq = self
             .head
             .seq
@@ -442,6 +449,7 @@ impl Writer {
         let next = AuditHead {
             seq,
             hash: entry.hash.clone(),
+            time: Some(entry.time),
         };
         staged.push((key(AUDIT, &seq.to_be_bytes()), Some(json.into())));
         staged.push((AUDIT_HEAD_KEY.to_vec(), Some(encode(&next)?.into())));
@@ -618,8 +626,12 @@ fn audit_head(tree: &sled::Tree) -> StoreResult<AuditHead> {
         (None, None) => Ok(AuditHead {
             seq: 0,
             hash: AUDIT_GENESIS.to_owned(),
+            time: None,
         }),
-        (Some(h), Some(e)) if h.seq == e.seq && h.hash == e.hash => Ok(h),
+        (Some(h), Some(e)) if h.seq == e.seq && h.hash == e.hash => Ok(AuditHead {
+            time: Some(e.time),
+            ..h
+        }),
         (h, e) => Err(StoreError::Corrupt(format!(
             "audit head {:?} does not match the last audit entry {:?}",
             h.map(|h| h.seq),

@@ -81,6 +81,7 @@ conformance!(
     document_transactions,
     document_transaction_with_certificate,
     detached_writes,
+    audit_times_never_go_back,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -460,6 +461,22 @@ fn detached_writes(store: &dyn Store) {
     assert_eq!(subjects, want, "submitted in order, stored in order");
 }
 
+/// Entries are in time order (the audit query's `since` searches by time): a draft made before
+/// the last entry was sealed takes that entry's time.
+fn audit_times_never_go_back(store: &dyn Store) {
+    let first = store.append_audit(draft("first", "a")).unwrap();
+    let mut early = draft("early", "b");
+    early.time = first.time - Duration::hours(1);
+    let second = store.append_audit(early).unwrap();
+    assert_eq!(second.time, first.time);
+    let mut late = draft("late", "c");
+    late.time = first.time + Duration::seconds(1);
+    let third = store.append_audit(late.clone()).unwrap();
+    assert_eq!(third.time, late.time);
+    let stored = verify_chain(store);
+    assert_eq!(stored, vec![first, second, third]);
+}
+
 fn audit_paging(store: &dyn Store) {
     assert_eq!(store.audit_entries(1, 10).unwrap(), vec![]);
     for i in 1..=7 {
@@ -580,6 +597,22 @@ fn concurrent_inserts(store: &dyn Store) {
 
 mod sled_only {
     use super::*;
+
+    #[test]
+    fn audit_times_never_go_back_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let last = {
+            let store = SledStore::open(&path).unwrap();
+            let mut d = draft("first", "a");
+            d.time = now() + Duration::hours(2);
+            store.append_audit(d).unwrap()
+        };
+        let store = SledStore::open(&path).unwrap();
+        let next = store.append_audit(draft("after reopen", "b")).unwrap();
+        assert_eq!(next.time, last.time);
+        assert_eq!(verify_chain(&store).len(), 2);
+    }
 
     #[test]
     fn reopen_keeps_everything() {
