@@ -21,6 +21,7 @@ pub mod merkle;
 pub mod names;
 pub mod ocsp;
 pub mod profile;
+pub mod scep;
 pub mod signer;
 
 pub use error::{CsrError, Error, KeyError, Result};
