@@ -233,8 +233,11 @@ fn parse_signer_info(der: &[u8]) -> Result<RawSignerInfo, ScepError> {
     .map_err(|_| ScepError::Malformed("signer info"))
 }
 
-/// Each attribute's OID and its values (raw TLVs).
-fn parse_attributes(set: &[u8]) -> Result<Vec<(ObjectIdentifier, Vec<Vec<u8>>)>, ScepError> {
+/// An attribute's OID and its values (raw TLVs).
+type RawAttribute = (ObjectIdentifier, Vec<Vec<u8>>);
+
+/// Each attribute of a signed-attributes SET.
+fn parse_attributes(set: &[u8]) -> Result<Vec<RawAttribute>, ScepError> {
     yasna::parse_ber(set, |r| {
         let mut out = Vec::new();
         r.read_set_of(|r| {
@@ -254,7 +257,7 @@ fn parse_attributes(set: &[u8]) -> Result<Vec<(ObjectIdentifier, Vec<Vec<u8>>)>,
     .map_err(|_| ScepError::Malformed("signed attributes"))
 }
 
-struct Attributes(Vec<(ObjectIdentifier, Vec<Vec<u8>>)>);
+struct Attributes(Vec<RawAttribute>);
 
 impl Attributes {
     /// The single value of an attribute; `Ok(None)` when absent.

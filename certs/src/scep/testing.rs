@@ -69,7 +69,7 @@ impl Client {
         let attrs = challenge
             .map(|c| rcgen::Attribute {
                 oid: &[1, 2, 840, 113549, 1, 9, 7],
-                values: tlv(0x13, c.as_bytes()),
+                values: tlv(0x31, &tlv(0x13, c.as_bytes())),
             })
             .into_iter()
             .collect();
@@ -101,19 +101,47 @@ pub struct Request<'a> {
 /// A SCEP `pkiMessage` (DER) as a client sends it: `req.inner` encrypted to `ra_cert_der`,
 /// signed by `client` with the SCEP attributes, its certificate included.
 pub fn client_request(client: &Client, ra_cert_der: &[u8], req: &Request<'_>) -> Vec<u8> {
-    let env = enveloped::encrypt(req.inner, ra_cert_der, req.encryption).expect("envelope");
-    let attrs = [
+    signed_request(
+        client,
+        &envelope(req.inner, ra_cert_der, req.encryption),
+        req,
+    )
+}
+
+/// `content` as an `EnvelopedData` (DER) to `recipient_cert_der`.
+pub fn envelope(content: &[u8], recipient_cert_der: &[u8], alg: ContentEncryption) -> Vec<u8> {
+    enveloped::encrypt(content, recipient_cert_der, alg).expect("envelope")
+}
+
+/// The SCEP attributes of `req` (messageType, transactionID, senderNonce), each DER.
+pub fn attributes(req: &Request<'_>) -> Vec<Vec<u8>> {
+    vec![
         attribute(MESSAGE_TYPE, &printable(req.message_type.as_str())),
         attribute(TRANSACTION_ID, &printable(req.transaction_id)),
         attribute(SENDER_NONCE, &tlv(0x04, req.sender_nonce)),
-    ];
+    ]
+}
+
+/// A signed request around an `EnvelopedData` the caller made (possibly a defective one).
+pub fn signed_request(client: &Client, envelope: &[u8], req: &Request<'_>) -> Vec<u8> {
+    signed_with(client, Some(envelope), &attributes(req), req.digest)
+}
+
+/// `content` signed by `client` with exactly the SCEP attributes `attrs` (contentType and
+/// messageDigest are added).
+pub fn signed_with(
+    client: &Client,
+    content: Option<&[u8]>,
+    attrs: &[Vec<u8>],
+    digest: DigestAlgorithm,
+) -> Vec<u8> {
     sign(
-        Some(&env),
-        &attrs,
+        content,
+        attrs,
         std::slice::from_ref(&client.cert_der),
         &client.key,
         &client.cert_der,
-        req.digest,
+        digest,
     )
     .expect("sign request")
 }
