@@ -10,6 +10,7 @@ pub(crate) const SIGNED_DATA: &[u64] = &[1, 2, 840, 113549, 1, 7, 2];
 pub(crate) const ENVELOPED_DATA: &[u64] = &[1, 2, 840, 113549, 1, 7, 3];
 pub(crate) const CONTENT_TYPE: &[u64] = &[1, 2, 840, 113549, 1, 9, 3];
 pub(crate) const MESSAGE_DIGEST: &[u64] = &[1, 2, 840, 113549, 1, 9, 4];
+pub(crate) const SIGNING_TIME: &[u64] = &[1, 2, 840, 113549, 1, 9, 5];
 pub(crate) const RSA_ENCRYPTION: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
 
 // SCEP attributes, id-attributes 2.16.840.1.113733.1.9.x

@@ -72,6 +72,8 @@ pub struct PkiMessage {
     pub content_encryption: ContentEncryption,
     /// the digest the client signed with
     pub digest: DigestAlgorithm,
+    /// the signingTime attribute, when the client sent one (for a `badTime` check)
+    pub signing_time: Option<time::OffsetDateTime>,
 }
 
 impl PkiMessage {
@@ -124,6 +126,7 @@ pub fn parse_request(der: &[u8], ra: &Ra) -> Result<PkiMessage, Rejection> {
         inner,
         content_encryption,
         digest: m.digest,
+        signing_time: m.signing_time,
     })
 }
 

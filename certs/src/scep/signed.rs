@@ -6,7 +6,8 @@ use yasna::{ASN1Error, ASN1ErrorKind, BERReader, Tag};
 
 use super::der::{
     self, CONTENT_TYPE, DATA, FAIL_INFO, MESSAGE_DIGEST, MESSAGE_TYPE, PKI_STATUS, RECIPIENT_NONCE,
-    RSA_ENCRYPTION, SENDER_NONCE, SIGNED_DATA, TRANSACTION_ID, cert_ids, oid, tlv, tlv_value,
+    RSA_ENCRYPTION, SENDER_NONCE, SIGNED_DATA, SIGNING_TIME, TRANSACTION_ID, cert_ids, oid, tlv,
+    tlv_value,
 };
 use super::{FailInfo, MessageType, PkiStatus, Rejection, ReplyTo, RsaKey, ScepError};
 use crate::error::Error;
@@ -116,6 +117,9 @@ pub struct SignedMessage {
     pub certificates: Vec<Vec<u8>>,
     /// the signature's digest
     pub digest: DigestAlgorithm,
+    /// the signingTime attribute, when present: the caller compares it with its clock and
+    /// answers `badTime` when it is too far off
+    pub signing_time: Option<time::OffsetDateTime>,
     /// the encapsulated content (an `EnvelopedData` in SCEP), when present
     pub content: Option<Vec<u8>>,
 }
@@ -294,6 +298,24 @@ impl Attributes {
             .ok_or(ScepError::BadAttribute(name))
     }
 
+    /// A signingTime (UTCTime or GeneralizedTime) attribute.
+    fn time(
+        &self,
+        id: &[u64],
+        name: &'static str,
+    ) -> Result<Option<time::OffsetDateTime>, ScepError> {
+        let Some(v) = self.single(id, name)? else {
+            return Ok(None);
+        };
+        // BER: smallstep writes UTCTime with a zone offset
+        yasna::parse_ber(v, |r| match r.lookahead_tag()? {
+            yasna::tags::TAG_UTCTIME => Ok(*r.read_utctime()?.datetime()),
+            _ => Ok(*r.read_generalized_time()?.datetime()),
+        })
+        .map(Some)
+        .map_err(|_| ScepError::BadAttribute(name))
+    }
+
     fn nonce(&self, id: &[u64], name: &'static str) -> Result<Option<Vec<u8>>, ScepError> {
         let n = self.octets(id, name)?;
         if n.as_ref().is_some_and(|n| n.is_empty() || n.len() > 64) {
@@ -334,6 +356,7 @@ pub fn verify_message(der: &[u8], extra_certs: &[Vec<u8>]) -> Result<SignedMessa
         Some(s) => Some(FailInfo::from_attribute(&s).ok_or(ScepError::BadAttribute("failInfo"))?),
         None => None,
     };
+    let signing_time = attrs.time(SIGNING_TIME, "signingTime")?;
     let signer_cert_der = find_signer(&info.sid, &sd.certificates, extra_certs)?;
     let digest = DigestAlgorithm::from_oid(&info.digest);
     let reply_to = ReplyTo {
@@ -396,6 +419,7 @@ pub fn verify_message(der: &[u8], extra_certs: &[Vec<u8>]) -> Result<SignedMessa
         signer_cert_der,
         certificates: sd.certificates,
         digest,
+        signing_time,
         content: sd.content,
     })
 }

@@ -155,6 +155,10 @@ fn real_macos_pkcsreq_parses_verifies_and_decrypts() {
     assert_eq!(hex(&m.sender_nonce), "ae7fe8816cc6bedd");
     assert_eq!(m.content_encryption, ContentEncryption::DesEde3Cbc);
     assert_eq!(m.digest, DigestAlgorithm::Sha1);
+    assert_eq!(
+        m.signing_time,
+        Some(time::macros::datetime!(2016-05-31 11:30:13 UTC))
+    );
     let (_, signer) = X509Certificate::from_der(&m.signer_cert_der).unwrap();
     assert_eq!(signer.subject().to_string(), "CN=MDM SCEP SIGNER, C=US");
     let Inner::Csr(csr) = &m.inner else {
@@ -196,6 +200,11 @@ fn smallstep_cert_rep_parses() {
     // smallstep's answer carries no senderNonce (RFC 8894 §3.2.1.5 wants one): accepted
     assert_eq!(m.sender_nonce, None);
     assert!(m.content.is_some());
+    // its signingTime is a UTCTime with a zone offset (160531073014-0400)
+    assert_eq!(
+        m.signing_time,
+        Some(time::macros::datetime!(2016-05-31 11:30:14 UTC))
+    );
     assert_eq!(m.digest, DigestAlgorithm::Sha1);
 }
 
@@ -630,6 +639,49 @@ fn wrongly_encrypted_messages() {
         assert_eq!(r.error, ScepError::Malformed("enveloped data"));
         assert_eq!(r.fail_info(), FailInfo::BadMessageCheck);
     }
+}
+
+#[test]
+fn every_flipped_byte_is_handled_without_panic() {
+    let req = request(ContentEncryption::Aes256Cbc, DigestAlgorithm::Sha256);
+    let env = testing::envelope(csr(), ra().cert_der(), ContentEncryption::Aes256Cbc);
+    let der = testing::signed_request(client(), &env, &req);
+    let content = find(&der, &env);
+    let mut refused = 0;
+    for pos in 0..der.len() {
+        let r = parse_request(&flip(&der, pos), ra());
+        if (content..content + env.len()).contains(&pos) {
+            assert!(r.is_err(), "a flip at {pos} in the content went through");
+        }
+        refused += usize::from(r.is_err());
+    }
+    // what is not covered by the signature may change without consequence: versions, the
+    // digestAlgorithms SET, algorithm parameters, the signer certificate's subject, validity
+    // and own signature
+    assert!(refused > der.len() * 8 / 10, "{refused} of {}", der.len());
+}
+
+#[test]
+fn get_crl_answer_carries_the_crl() {
+    let crl = tlv(0x30, &tlv(0x30, b"not parsed here"));
+    let der = certs_only(&[], std::slice::from_ref(&crl));
+    let sd = super::signed::parse_signed_data(&der).unwrap();
+    assert!(sd.certificates.is_empty());
+    assert_eq!(sd.crls, vec![crl.clone()]);
+    let m = parse_request(&pkcs_req(), ra()).unwrap();
+    let rep = cert_rep(
+        &m.reply_to(),
+        Reply::Success {
+            certificates: &[],
+            crls: std::slice::from_ref(&crl),
+        },
+        ra(),
+        &[5; 16],
+        ReplyOptions::default(),
+    )
+    .unwrap();
+    let got = open_cert_rep(&rep, &[], &client().cert_der, &client().key).unwrap();
+    assert_eq!(got.crls, vec![crl]);
 }
 
 #[test]
