@@ -3,8 +3,8 @@
 //! CA hierarchy ([`ca`]), certificate profiles as data ([`profile`]), CSR checks ([`csr`]),
 //! issuance ([`issue`]), CRLs ([`crl`]), OCSP ([`ocsp`]), compact JWS and JWKS ([`jws`]), an
 //! append-only Merkle log ([`merkle`]) with signed checkpoints ([`checkpoint`]), SCEP messages
-//! ([`scep`]), and keys behind
-//! a [`Signer`](signer::Signer) with optional passphrase encryption at rest ([`keyfile`]).
+//! ([`scep`]), and keys behind a [`Signer`](signer::Signer) with optional passphrase encryption
+//! at rest ([`keyfile`]).
 //!
 //! **No I/O and no clock**: files are read and written by the caller, and every function that
 //! needs the time takes it as an argument.

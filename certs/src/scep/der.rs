@@ -25,6 +25,84 @@ pub(crate) fn oid(o: &[u64]) -> ObjectIdentifier {
     ObjectIdentifier::from_slice(o)
 }
 
+/// How deep constructed BER may nest before it is refused.
+const MAX_DEPTH: u32 = 64;
+
+/// The end of the BER TLV starting at `pos`, when every length in it (and in everything nested,
+/// definite or indefinite) stays inside `buf`.
+fn tlv_end(buf: &[u8], mut pos: usize, depth: u32) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let id = *buf.get(pos)?;
+    pos += 1;
+    let constructed = id & 0x20 != 0;
+    if id & 0x1f == 0x1f {
+        // high tag number: base-128 continuation bytes
+        for i in 0.. {
+            let b = *buf.get(pos)?;
+            pos += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if i >= 4 {
+                return None;
+            }
+        }
+    }
+    let first = *buf.get(pos)?;
+    pos += 1;
+    if first == 0x80 {
+        // indefinite: constructed only, children up to end-of-contents
+        if !constructed {
+            return None;
+        }
+        loop {
+            if buf.get(pos..pos.checked_add(2)?)? == [0, 0] {
+                return pos.checked_add(2);
+            }
+            pos = tlv_end(buf, pos, depth + 1)?;
+        }
+    }
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n > 8 {
+            return None;
+        }
+        let bytes = buf.get(pos..pos.checked_add(n)?)?;
+        pos += n;
+        bytes.iter().try_fold(0usize, |acc, b| {
+            acc.checked_mul(256)?.checked_add(usize::from(*b))
+        })?
+    };
+    let end = pos.checked_add(len)?;
+    if end > buf.len() {
+        return None;
+    }
+    if constructed {
+        let inner = &buf[..end];
+        while pos < end {
+            pos = tlv_end(inner, pos, depth + 1)?;
+        }
+    }
+    Some(end)
+}
+
+/// `yasna::parse_ber` behind a guard: the input must be one BER TLV whose every length fits.
+/// yasna 0.5 adds the length of an element it skips (`read_der`) to its position without a
+/// check, which overflows on a length near `usize::MAX`; nothing unchecked reaches it.
+pub(crate) fn parse_ber<T>(
+    buf: &[u8],
+    f: impl FnOnce(yasna::BERReader<'_, '_>) -> yasna::ASN1Result<T>,
+) -> Option<T> {
+    if tlv_end(buf, 0, 0) != Some(buf.len()) {
+        return None;
+    }
+    yasna::parse_ber(buf, f).ok()
+}
+
 /// A DER TLV with a one-byte tag.
 pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];

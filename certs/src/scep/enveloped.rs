@@ -128,7 +128,7 @@ fn invalid() -> ASN1Error {
 }
 
 fn parse(der: &[u8]) -> Result<RawEnveloped, ScepError> {
-    yasna::parse_ber(der, |r| {
+    der::parse_ber(der, |r| {
         r.read_sequence(|r| {
             if r.next().read_oid()? != oid(ENVELOPED_DATA) {
                 return Err(invalid());
@@ -173,12 +173,12 @@ fn parse(der: &[u8]) -> Result<RawEnveloped, ScepError> {
             })
         })
     })
-    .map_err(|_| ScepError::Malformed("enveloped data"))
+    .ok_or(ScepError::Malformed("enveloped data"))
 }
 
 /// A `KeyTransRecipientInfo`: its rid (raw) and encryptedKey, if `ri` is one.
 fn key_trans(ri: &[u8]) -> Option<(Vec<u8>, ObjectIdentifier, Vec<u8>)> {
-    yasna::parse_ber(ri, |r| {
+    der::parse_ber(ri, |r| {
         r.read_sequence(|r| {
             let _version = r.next().read_u64()?;
             let rid = r.next().read_der()?;
@@ -191,7 +191,6 @@ fn key_trans(ri: &[u8]) -> Option<(Vec<u8>, ObjectIdentifier, Vec<u8>)> {
             Ok((rid, alg, key))
         })
     })
-    .ok()
 }
 
 /// Decrypts a SCEP `EnvelopedData` (a `ContentInfo`) addressed to `recipient_cert_der` with

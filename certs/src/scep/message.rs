@@ -4,7 +4,7 @@
 use x509_parser::prelude::FromDer as _;
 
 use super::der::{
-    FAIL_INFO, MESSAGE_TYPE, PKI_STATUS, RECIPIENT_NONCE, SENDER_NONCE, TRANSACTION_ID, tlv,
+    self, FAIL_INFO, MESSAGE_TYPE, PKI_STATUS, RECIPIENT_NONCE, SENDER_NONCE, TRANSACTION_ID, tlv,
 };
 use super::signed::{self, attribute, parse_signed_data, printable};
 use super::{
@@ -142,22 +142,22 @@ fn parse_inner(t: MessageType, der: &[u8]) -> Result<Inner, ScepError> {
             }
             Ok(Inner::Csr(der.to_vec()))
         }
-        MessageType::CertPoll => yasna::parse_der(der, |r| {
+        MessageType::CertPoll => der::parse_ber(der, |r| {
             r.read_sequence(|r| {
                 let issuer = r.next().read_der()?;
                 let subject = r.next().read_der()?;
                 Ok(Inner::IssuerAndSubject { issuer, subject })
             })
         })
-        .map_err(|_| bad("not an IssuerAndSubject")),
-        MessageType::GetCert | MessageType::GetCrl => yasna::parse_der(der, |r| {
+        .ok_or_else(|| bad("not an IssuerAndSubject")),
+        MessageType::GetCert | MessageType::GetCrl => der::parse_ber(der, |r| {
             r.read_sequence(|r| {
                 let issuer = r.next().read_der()?;
                 let (serial, _) = r.next().read_bigint_bytes()?;
                 Ok(Inner::IssuerAndSerial { issuer, serial })
             })
         })
-        .map_err(|_| bad("not an IssuerAndSerialNumber")),
+        .ok_or_else(|| bad("not an IssuerAndSerialNumber")),
         MessageType::CertRep => Err(ScepError::UnknownMessageType("3".into())),
     }
 }

@@ -148,7 +148,7 @@ pub(crate) struct RawSignedData {
 
 /// Parses a `ContentInfo` holding a `SignedData` (BER accepted).
 pub(crate) fn parse_signed_data(der: &[u8]) -> Result<RawSignedData, ScepError> {
-    yasna::parse_ber(der, |r| {
+    der::parse_ber(der, |r| {
         r.read_sequence(|r| {
             if r.next().read_oid()? != oid(SIGNED_DATA) {
                 return Err(invalid());
@@ -198,7 +198,7 @@ pub(crate) fn parse_signed_data(der: &[u8]) -> Result<RawSignedData, ScepError> 
             })
         })
     })
-    .map_err(|_| ScepError::Malformed("signed data"))
+    .ok_or(ScepError::Malformed("signed data"))
 }
 
 struct RawSignerInfo {
@@ -211,7 +211,7 @@ struct RawSignerInfo {
 }
 
 fn parse_signer_info(der: &[u8]) -> Result<RawSignerInfo, ScepError> {
-    yasna::parse_ber(der, |r| {
+    der::parse_ber(der, |r| {
         r.read_sequence(|r| {
             let _version = r.next().read_u64()?;
             let sid = r.next().read_der()?;
@@ -234,7 +234,7 @@ fn parse_signer_info(der: &[u8]) -> Result<RawSignerInfo, ScepError> {
             })
         })
     })
-    .map_err(|_| ScepError::Malformed("signer info"))
+    .ok_or(ScepError::Malformed("signer info"))
 }
 
 /// An attribute's OID and its values (raw TLVs).
@@ -242,7 +242,7 @@ type RawAttribute = (ObjectIdentifier, Vec<Vec<u8>>);
 
 /// Each attribute of a signed-attributes SET.
 fn parse_attributes(set: &[u8]) -> Result<Vec<RawAttribute>, ScepError> {
-    yasna::parse_ber(set, |r| {
+    der::parse_ber(set, |r| {
         let mut out = Vec::new();
         r.read_set_of(|r| {
             out.push(r.read_sequence(|r| {
@@ -258,7 +258,7 @@ fn parse_attributes(set: &[u8]) -> Result<Vec<RawAttribute>, ScepError> {
         })?;
         Ok(out)
     })
-    .map_err(|_| ScepError::Malformed("signed attributes"))
+    .ok_or(ScepError::Malformed("signed attributes"))
 }
 
 struct Attributes(Vec<RawAttribute>);
@@ -308,12 +308,12 @@ impl Attributes {
             return Ok(None);
         };
         // BER: smallstep writes UTCTime with a zone offset
-        yasna::parse_ber(v, |r| match r.lookahead_tag()? {
+        der::parse_ber(v, |r| match r.lookahead_tag()? {
             yasna::tags::TAG_UTCTIME => Ok(*r.read_utctime()?.datetime()),
             _ => Ok(*r.read_generalized_time()?.datetime()),
         })
         .map(Some)
-        .map_err(|_| ScepError::BadAttribute(name))
+        .ok_or(ScepError::BadAttribute(name))
     }
 
     fn nonce(&self, id: &[u64], name: &'static str) -> Result<Option<Vec<u8>>, ScepError> {

@@ -663,7 +663,7 @@ fn every_flipped_byte_is_handled_without_panic() {
 
 #[test]
 fn get_crl_answer_carries_the_crl() {
-    let crl = tlv(0x30, &tlv(0x30, b"not parsed here"));
+    let crl = tlv(0x30, &tlv(0x04, b"a CRL is not parsed here"));
     let der = certs_only(&[], std::slice::from_ref(&crl));
     let sd = super::signed::parse_signed_data(&der).unwrap();
     assert!(sd.certificates.is_empty());
@@ -862,4 +862,38 @@ fn openssl_reads_what_postern_writes() {
         assert_eq!(plain, csr());
         assert_eq!(alg, want);
     }
+}
+
+#[test]
+fn huge_lengths_are_malformed_not_a_panic() {
+    // yasna 0.5 adds a skipped element's length to its position unchecked: lengths that do
+    // not fit the input must never reach it
+    let mut huge = vec![0x30, 0x88];
+    huge.extend([0xff; 8]);
+    assert_eq!(super::der::parse_ber(&huge, |r| r.read_der()), None);
+    let mut nested = vec![0x30, 0x80, 0x31, 0x80, 0x04, 0x88];
+    nested.extend([0xff; 8]);
+    nested.extend([0, 0, 0, 0]);
+    assert_eq!(super::der::parse_ber(&nested, |r| r.read_der()), None);
+    check_refused(&huge, ScepError::Malformed("signed data"), false);
+    // inside a signed request: the signer infos' SET holds an element with a huge length
+    let der = pkcs_req();
+    let tail = [
+        0x31, 0x0c, 0x30, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+    ];
+    let mut bad = der[..der.len() - 2].to_vec();
+    bad.extend(tail);
+    check_refused(&bad, ScepError::Malformed("signed data"), false);
+    // deep nesting stops at the depth limit
+    let mut deep = Vec::new();
+    for _ in 0..10_000 {
+        deep.extend([0x30, 0x80]);
+    }
+    deep.extend(std::iter::repeat_n(0, 20_000));
+    check_refused(&deep, ScepError::Malformed("signed data"), false);
+    // well-formed BER with indefinite lengths passes the guard
+    let ber = [
+        0x30, 0x80, 0x04, 0x01, 0x41, 0x24, 0x80, 0x04, 0x01, 0x42, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert!(super::der::parse_ber(&ber, |r| r.read_der()).is_some());
 }
