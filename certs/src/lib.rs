@@ -14,6 +14,7 @@ pub mod ca;
 pub mod checkpoint;
 pub mod crl;
 pub mod csr;
+pub mod der;
 pub mod error;
 pub mod issue;
 pub mod jws;
