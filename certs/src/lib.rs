@@ -2,8 +2,9 @@
 //!
 //! CA hierarchy ([`ca`]), certificate profiles as data ([`profile`]), CSR checks ([`csr`]),
 //! issuance ([`issue`]), CRLs ([`crl`]), OCSP ([`ocsp`]), compact JWS and JWKS ([`jws`]), an
-//! append-only Merkle log ([`merkle`]) with signed checkpoints ([`checkpoint`]), and keys behind
-//! a [`Signer`](signer::Signer) with optional passphrase encryption at rest ([`keyfile`]).
+//! append-only Merkle log ([`merkle`]) with signed checkpoints ([`checkpoint`]), SCEP messages
+//! ([`scep`]), and keys behind a [`Signer`](signer::Signer) with optional passphrase encryption
+//! at rest ([`keyfile`]).
 //!
 //! **No I/O and no clock**: files are read and written by the caller, and every function that
 //! needs the time takes it as an argument.
@@ -13,6 +14,7 @@ pub mod ca;
 pub mod checkpoint;
 pub mod crl;
 pub mod csr;
+pub mod der;
 pub mod error;
 pub mod issue;
 pub mod jws;
@@ -21,6 +23,7 @@ pub mod merkle;
 pub mod names;
 pub mod ocsp;
 pub mod profile;
+pub mod scep;
 pub mod signer;
 
 pub use error::{CsrError, Error, KeyError, Result};

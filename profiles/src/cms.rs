@@ -12,6 +12,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use yasna::models::{ObjectIdentifier, UTCTime};
 use yasna::{ASN1Error, ASN1ErrorKind, Tag};
 
+use postern_certs::der::{parse_der, tlv};
 use postern_certs::{KeyAlgorithm, Signer};
 
 use crate::{Error, Result};
@@ -27,32 +28,10 @@ fn oid(o: &[u64]) -> ObjectIdentifier {
     ObjectIdentifier::from_slice(o)
 }
 
-/// A DER TLV with a one-byte tag.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else {
-        let bytes: Vec<u8> = n
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
 /// `IssuerAndSerialNumber` of a certificate, DER.
 fn issuer_and_serial(cert_der: &[u8]) -> Result<Vec<u8>> {
-    let (_, cert) = X509Certificate::from_der(cert_der)
-        .map_err(|e| Error::invalid("signer certificate", e.to_string()))?;
-    let mut content = cert.tbs_certificate.issuer.as_raw().to_vec();
-    content.extend_from_slice(&tlv(0x02, cert.tbs_certificate.raw_serial()));
-    Ok(tlv(0x30, &content))
+    postern_certs::der::issuer_and_serial(cert_der)
+        .ok_or_else(|| Error::invalid("signer certificate", "does not parse"))
 }
 
 /// Signs `content` as CMS `SignedData` (DER).
@@ -190,7 +169,7 @@ struct Parsed {
 }
 
 fn parse(der: &[u8]) -> Result<Parsed, ASN1Error> {
-    yasna::parse_der(der, |r| {
+    parse_der(der, |r| {
         r.read_sequence(|r| {
             if r.next().read_oid()? != oid(SIGNED_DATA) {
                 return Err(ASN1Error::new(ASN1ErrorKind::Invalid));
@@ -255,13 +234,13 @@ pub fn verify(der: &[u8]) -> Result<Verified> {
     let p = parse(der).map_err(|e| Error::invalid("signed profile", e.to_string()))?;
     let signed_attrs = tlv(0x31, &p.attrs);
     let mut digest = None;
-    yasna::parse_der(&signed_attrs, |r| {
+    parse_der(&signed_attrs, |r| {
         r.read_set_of(|r| {
             r.read_sequence(|r| {
                 let id = r.next().read_oid()?;
                 let value = r.next().read_der()?;
                 if id == oid(MESSAGE_DIGEST) {
-                    digest = Some(yasna::parse_der(&value, |r| {
+                    digest = Some(parse_der(&value, |r| {
                         let mut v = None;
                         r.read_set_of(|r| {
                             v = Some(r.read_bytes()?);
