@@ -657,7 +657,7 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
 
 /// Splits a DER `RSAPublicKey` into its modulus and exponent, without leading zeros.
 fn parse_rsa_public_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let (n, e) = yasna::parse_der(der, |r| {
+    let (n, e) = crate::der::parse_der(der, |r| {
         r.read_sequence(|r| {
             let n = r.next().read_bigint_bytes()?;
             let e = r.next().read_bigint_bytes()?;
@@ -676,7 +676,7 @@ fn parse_rsa_public_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
 
 /// Converts an ASN.1 DER `Ecdsa-Sig-Value` to the JWS form: `r || s`, each left-padded to `len`.
 fn ecdsa_der_to_fixed(der: &[u8], len: usize) -> Result<Vec<u8>> {
-    let ((r, r_nonneg), (s, s_nonneg)) = yasna::parse_der(der, |rd| {
+    let ((r, r_nonneg), (s, s_nonneg)) = crate::der::parse_der(der, |rd| {
         rd.read_sequence(|rd| {
             let r = rd.next().read_bigint_bytes()?;
             let s = rd.next().read_bigint_bytes()?;

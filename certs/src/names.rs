@@ -202,7 +202,7 @@ pub(crate) fn encode_general_names(names: &[SubjectName]) -> Vec<u8> {
 /// Reads the identifierValue of a PermanentIdentifier from the `[0] EXPLICIT` value of an
 /// otherName (as x509-parser hands it over).
 pub(crate) fn decode_permanent_identifier(explicit_value: &[u8]) -> Option<String> {
-    yasna::parse_der(explicit_value, |r| {
+    crate::der::parse_der(explicit_value, |r| {
         r.read_tagged(yasna::Tag::context(0), |r| {
             r.read_sequence(|r| {
                 let value = r.read_optional(|r| r.read_utf8string())?;

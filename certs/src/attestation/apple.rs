@@ -503,7 +503,7 @@ fn integer(
 ) -> Result<Option<i64>, AttestError> {
     extension(cert, oid, name)?
         .map(|v| {
-            yasna::parse_der(v, |r| r.read_i64())
+            crate::der::parse_der(v, |r| r.read_i64())
                 .map_err(|_| AttestError::malformed(format!("the {name} is not a der integer")))
         })
         .transpose()

@@ -463,7 +463,7 @@ fn check_ak_certificate(ak: &X509Certificate<'_>) -> Result<AkSan, AttestError> 
 /// signature already covers these bytes, and real AK certificates put the three attributes in
 /// one multi-valued RDN or in three.
 fn parse_san(value: &[u8]) -> Result<AkSan, yasna::ASN1Error> {
-    yasna::parse_ber(value, |r| {
+    crate::der::parse_ber(value, |r| {
         let mut san = AkSan::default();
         r.read_sequence_of(|r| {
             let tag = r.lookahead_tag()?;
