@@ -11,7 +11,8 @@ use axum::routing::{delete, post};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::webhooks::{
-    Answer, Credentials, HMAC_HEADER, MAX_BODY, NewWebhook, Receipt, SECRET_HEADER, WebhookView, Webhooks,
+    Answer, Credentials, HMAC_HEADER, MAX_BODY, NewWebhook, Receipt, SECRET_HEADER, WebhookView,
+    Webhooks,
 };
 
 use super::AppState;

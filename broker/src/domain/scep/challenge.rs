@@ -287,7 +287,11 @@ impl Scep {
         }
         let tenant = rec.tenant.clone();
         let mut named = Vec::new();
-        for i in identifiers.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+        for i in identifiers
+            .iter()
+            .map(|i| i.trim())
+            .filter(|i| !i.is_empty())
+        {
             if let Some(d) = self.domain().find_device(&tenant, i)? {
                 if !named.iter().any(|n: &Device| n.id == d.id) {
                     named.push(d);
@@ -299,9 +303,9 @@ impl Scep {
                 let Some(d) = self.domain().device_record(&tenant, id)? else {
                     return Err(ChallengeError::OtherDevice);
                 };
-                let mine = identifiers.iter().any(|i| {
-                    same(i, &d.id) || d.identifiers().iter().any(|own| same(i, own))
-                });
+                let mine = identifiers
+                    .iter()
+                    .any(|i| same(i, &d.id) || d.identifiers().iter().any(|own| same(i, own)));
                 if !mine || named.iter().any(|n| n.id != d.id) {
                     let who = scep_principal(&tenant, provisioner);
                     self.domain()

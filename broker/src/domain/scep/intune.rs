@@ -147,7 +147,10 @@ impl IntuneScepSettings {
         }
         if self.caller_info.is_empty()
             || self.caller_info.len() > 128
-            || !self.caller_info.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            || !self
+                .caller_info
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
         {
             return Err((
                 "caller_info".into(),
@@ -284,11 +287,8 @@ impl IntuneValidator {
             Some(p) => Some(std::fs::read(p).map_err(|e| ("ca_file".to_owned(), e.to_string()))?),
             None => None,
         };
-        let http = https_client(
-            ca.as_deref(),
-            Duration::from_secs(settings.timeout_seconds),
-        )
-        .map_err(|m| ("ca_file".to_owned(), m))?;
+        let http = https_client(ca.as_deref(), Duration::from_secs(settings.timeout_seconds))
+            .map_err(|m| ("ca_file".to_owned(), m))?;
         let secret = Secret::read("client_secret_file", &settings.client_secret_file)?;
         let v = IntuneValidator {
             settings: settings.clone(),
@@ -327,7 +327,10 @@ impl IntuneValidator {
     fn api(&self, scope: &str, base: &Url) -> Result<Api, (String, String)> {
         let login = with_slash(https_url("login_url", &self.settings.login_url)?);
         let token = login
-            .join(&format!("{}/oauth2/v2.0/token", self.settings.tenant_id.trim()))
+            .join(&format!(
+                "{}/oauth2/v2.0/token",
+                self.settings.tenant_id.trim()
+            ))
             .map_err(|e| ("tenant_id".to_owned(), e.to_string()))?;
         Ok(Api::new(
             self.http.clone(),

@@ -262,10 +262,7 @@ impl Scep {
     /// NotFound.
     pub fn require(&self, name: &str) -> DomainResult<&ScepProvisioner> {
         self.provisioner(name).ok_or_else(|| {
-            DomainError::new(
-                ErrorKind::NotFound,
-                format!("no SCEP provisioner {name:?}"),
-            )
+            DomainError::new(ErrorKind::NotFound, format!("no SCEP provisioner {name:?}"))
         })
     }
 }

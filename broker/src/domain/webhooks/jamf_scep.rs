@@ -107,7 +107,10 @@ impl Webhooks {
         if p.settings.tenant != rec.tenant {
             return Err(DomainError::new(
                 ErrorKind::NotFound,
-                format!("no SCEP provisioner {provisioner:?} in tenant {}", rec.tenant),
+                format!(
+                    "no SCEP provisioner {provisioner:?} in tenant {}",
+                    rec.tenant
+                ),
             ));
         }
         let ids = identifiers(body)?;
