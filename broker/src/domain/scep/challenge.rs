@@ -292,10 +292,10 @@ impl Scep {
             .map(|i| i.trim())
             .filter(|i| !i.is_empty())
         {
-            if let Some(d) = self.domain().find_device(&tenant, i)? {
-                if !named.iter().any(|n: &Device| n.id == d.id) {
-                    named.push(d);
-                }
+            if let Some(d) = self.domain().find_device(&tenant, i)?
+                && !named.iter().any(|n: &Device| n.id == d.id)
+            {
+                named.push(d);
             }
         }
         let device = match &rec.device_id {
