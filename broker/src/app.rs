@@ -534,3 +534,13 @@ pub fn open_connectors(app: &App) -> anyhow::Result<Arc<crate::connectors::Conne
     .map(Arc::new)
     .map_err(|m| anyhow::anyhow!("configuration: {m}"))
 }
+
+/// The `[scep]` provisioners of an opened service, with their Intune clients.
+///
+/// # Errors
+/// A setting or file that does not fit, naming its key.
+pub fn open_scep(app: &App) -> anyhow::Result<Arc<crate::domain::scep::Scep>> {
+    crate::domain::scep::Scep::new(Arc::clone(&app.domain), &app.settings.scep)
+        .map(Arc::new)
+        .map_err(|(k, m)| anyhow::anyhow!("configuration: scep.{k}: {m}"))
+}

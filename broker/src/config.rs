@@ -41,6 +41,8 @@ pub struct Settings {
     pub ssf: crate::domain::ssf::SsfSettings,
     /// MDM polling connectors (`[[connectors]]`).
     pub connectors: Vec<crate::connectors::settings::ConnectorSettings>,
+    /// SCEP provisioners (`[[scep.provisioners]]`).
+    pub scep: crate::domain::scep::ScepSettings,
 }
 
 /// Log output.
@@ -141,6 +143,7 @@ impl Default for Settings {
             feed: FeedSettings::default(),
             ssf: crate::domain::ssf::SsfSettings::default(),
             connectors: Vec::new(),
+            scep: crate::domain::scep::ScepSettings::default(),
         }
     }
 }
@@ -404,6 +407,9 @@ impl Settings {
             .check()
             .map_err(|(k, m)| err(&format!("ssf.{k}"), m))?;
         self.validate_connectors()?;
+        self.scep
+            .check()
+            .map_err(|(k, m)| err(&format!("scep.{k}"), m))?;
         for (i, n) in self.tls.names.iter().enumerate() {
             if n.parse::<std::net::IpAddr>().is_err()
                 && postern_certs::names::SubjectName::parse_tagged(&format!("dns:{n}")).is_err()

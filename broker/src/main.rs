@@ -488,6 +488,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .with_ssf(Arc::clone(&ssf));
     let connectors = app::open_connectors(&app)?;
     let state = state.with_connectors(Arc::clone(&connectors));
+    let scep = app::open_scep(&app)?;
+    let state = state.with_scep(Arc::clone(&scep));
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;
     let plain_addr = plain.local_addr()?;
@@ -523,9 +525,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
-    // expired ACME orders are removed, Android revocation lists read again
+    // expired ACME orders and SCEP challenges are removed, Android revocation lists read again
     let acme_upkeep = {
         let acme = Arc::clone(&app.acme);
+        let scep = Arc::clone(&scep);
         tokio::spawn(async move {
             let mut cleanup = tokio::time::interval(acme.cleanup_interval());
             let mut lists = tokio::time::interval(acme.revocation_refresh_interval());
@@ -536,6 +539,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                     _ = cleanup.tick() => {
                         if let Err(e) = acme.cleanup().await {
                             tracing::error!(error = %e, "removing expired ACME orders failed");
+                        }
+                        if let Err(e) = scep.sweep().await {
+                            tracing::error!(error = %e, "removing expired SCEP challenges failed");
                         }
                     }
                     _ = lists.tick() => acme.refresh_revocation_lists().await,

@@ -35,3 +35,6 @@ mod scim;
 
 #[path = "api/profiles.rs"]
 mod profiles;
+
+#[path = "api/scep.rs"]
+mod scep;

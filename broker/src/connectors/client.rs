@@ -410,6 +410,72 @@ impl Api {
     }
 }
 
+impl Api {
+    /// POSTs `body` as JSON to `url` with the bearer token and `headers`, and parses the JSON
+    /// answer; the same 401 (one fresh token), 429/503 and origin rules as [`Api::get_json`].
+    ///
+    /// # Errors
+    /// See [`FailureKind`].
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+        body: &serde_json::Value,
+        headers: &[(&str, String)],
+    ) -> Result<T, ConnectorError> {
+        if !self.origins.iter().any(|o| *o == origin(url)) {
+            return Err(ConnectorError::new(
+                FailureKind::Malformed,
+                format!("a link points to another origin ({})", origin(url)),
+            ));
+        }
+        let mut refreshed = false;
+        let mut tries = 0;
+        loop {
+            let token = self.bearer(false).await?;
+            let mut req = self
+                .http
+                .post(url.clone())
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .header(reqwest::header::ACCEPT, "application/json")
+                .json(body);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            let resp = req.send().await.map_err(|e| {
+                let mut err = network(url, &e);
+                err.message = err.message.replacen("GET", "POST", 1);
+                err
+            })?;
+            if self.throttle(url, &resp, &mut tries).await? {
+                continue;
+            }
+            match resp.status() {
+                s if s.is_success() => {
+                    let body = read_body(url, resp).await?;
+                    return parse_json(url, &body);
+                }
+                StatusCode::UNAUTHORIZED if !refreshed => {
+                    refreshed = true;
+                    tracing::info!(path = %path_of(url), "token refused; fetching a new one");
+                    self.bearer(true).await?;
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(ConnectorError::new(
+                        FailureKind::Unauthorized,
+                        format!("{} answered {}", path_of(url), resp.status().as_u16()),
+                    ));
+                }
+                s => {
+                    return Err(ConnectorError::new(
+                        FailureKind::Http,
+                        format!("{} answered {}", path_of(url), s.as_u16()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 fn retry_after(h: &HeaderMap, now: OffsetDateTime) -> Option<Duration> {
     h.get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod pki;
 pub mod posture;
 pub mod profiles;
+pub mod scep;
 pub mod scim;
 pub mod ssf;
 pub mod tenancy;

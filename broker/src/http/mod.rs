@@ -13,6 +13,7 @@ pub mod feed;
 pub mod pki;
 pub mod posture;
 pub mod profiles;
+pub mod scep_admin;
 pub mod scim;
 pub mod ssf;
 pub mod webhooks;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub connectors: Option<Arc<crate::connectors::Connectors>>,
     /// The key that signs configuration profiles (made on first use).
     pub profile_signing: Arc<crate::domain::profiles::ProfileSigning>,
+    /// The SCEP provisioners and their challenges.
+    pub scep: Arc<crate::domain::scep::Scep>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
         acme: Arc<crate::domain::acme::Acme>,
         posture: Arc<crate::domain::posture::Posture>,
     ) -> Self {
+        let scep = Arc::new(crate::domain::scep::Scep::defaults(Arc::clone(&domain)));
         AppState {
             domain,
             acme,
@@ -61,6 +65,7 @@ impl AppState {
             ssf: None,
             connectors: None,
             profile_signing: Arc::default(),
+            scep,
         }
     }
 
@@ -75,6 +80,13 @@ impl AppState {
     #[must_use]
     pub fn with_connectors(mut self, connectors: Arc<crate::connectors::Connectors>) -> Self {
         self.connectors = Some(connectors);
+        self
+    }
+
+    /// The same state with the configured SCEP provisioners.
+    #[must_use]
+    pub fn with_scep(mut self, scep: Arc<crate::domain::scep::Scep>) -> Self {
+        self.scep = scep;
         self
     }
 }
@@ -150,7 +162,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(webhooks::routes())
             .merge(connectors::routes())
             .merge(scim::routes())
-            .merge(profiles::routes()),
+            .merge(profiles::routes())
+            .merge(scep_admin::routes()),
         state,
         max_body_bytes,
     )

@@ -11,7 +11,8 @@ use axum::routing::{delete, post};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::webhooks::{
-    Credentials, HMAC_HEADER, MAX_BODY, NewWebhook, Receipt, SECRET_HEADER, WebhookView, Webhooks,
+    Answer, Credentials, HMAC_HEADER, MAX_BODY, NewWebhook, Receipt, SECRET_HEADER, WebhookView,
+    Webhooks,
 };
 
 use super::AppState;
@@ -34,6 +35,7 @@ fn service(s: &AppState) -> Webhooks {
         std::sync::Arc::clone(&s.posture),
         std::sync::Arc::clone(&s.acme),
     )
+    .with_scep(std::sync::Arc::clone(&s.scep))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,7 +115,8 @@ async fn receive(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<axum::Json<Receipt>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
     let body = body?;
     let text = |name: &str| {
         headers
@@ -126,5 +129,16 @@ async fn receive(
         authorization: text(header::AUTHORIZATION.as_str()),
         secret_header: text(SECRET_HEADER),
     };
-    Ok(axum::Json(service(&s).receive(&id, &creds, &body).await?))
+    Ok(match service(&s).deliver(&id, &creds, &body).await? {
+        Answer::Receipt(r) => axum::Json::<Receipt>(r).into_response(),
+        // Jamf Pro embeds the body, as it is, in the SCEP payload
+        Answer::ScepChallenge(c) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            c.challenge,
+        )
+            .into_response(),
+    })
 }

@@ -109,11 +109,13 @@ pub enum DocKind {
     /// The current enrollment grant of a device (from its newest profile), by
     /// `tenant/device id`.
     EnrollmentGrant,
+    /// One-time SCEP challenges, by the hex SHA-256 of the challenge.
+    ScepChallenge,
 }
 
 impl DocKind {
     /// Every kind.
-    pub const ALL: [DocKind; 23] = [
+    pub const ALL: [DocKind; 24] = [
         DocKind::AcmeAccount,
         DocKind::AcmeAccountKey,
         DocKind::AcmeOrder,
@@ -137,6 +139,7 @@ impl DocKind {
         DocKind::ScimGroup,
         DocKind::ScimIndex,
         DocKind::EnrollmentGrant,
+        DocKind::ScepChallenge,
     ];
 
     /// The key prefix and name in messages.
@@ -165,6 +168,7 @@ impl DocKind {
             DocKind::ScimGroup => "scim-groups",
             DocKind::ScimIndex => "scim-index",
             DocKind::EnrollmentGrant => "enrollment-grants",
+            DocKind::ScepChallenge => "scep-challenges",
         }
     }
 }

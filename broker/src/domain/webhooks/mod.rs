@@ -28,9 +28,11 @@
 
 mod apple;
 mod jamf;
+mod jamf_scep;
 mod workspace_one;
 
 pub use apple::{platform as apple_platform, plist_dict, security_compliance};
+pub use jamf_scep::Answer;
 
 use std::sync::Arc;
 
@@ -119,6 +121,10 @@ pub struct NewWebhook {
     /// The tenant (operators may name another).
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Jamf Pro only: the SCEP provisioner (of the webhook's tenant) whose one-time challenge
+    /// answers a `SCEPChallenge` event.
+    #[serde(default)]
+    pub scep_provisioner: Option<String>,
 }
 
 /// A registration as stored (with its secrets).
@@ -129,6 +135,8 @@ struct WebhookRecord {
     kind: WebhookKind,
     name: String,
     register_devices: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scep_provisioner: Option<String>,
     secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous_secret: Option<String>,
@@ -164,6 +172,9 @@ pub struct WebhookView {
     pub path: String,
     /// Whether enrollments of unknown devices register them.
     pub register_devices: bool,
+    /// The SCEP provisioner answering Jamf `SCEPChallenge` events, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scep_provisioner: Option<String>,
     /// When it was made.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -186,6 +197,7 @@ impl WebhookRecord {
             name: self.name.clone(),
             path: format!("/webhooks/{}", self.id),
             register_devices: self.register_devices,
+            scep_provisioner: self.scep_provisioner.clone(),
             created_at: self.created_at,
             created_by: self.created_by.clone(),
             rotated_at: self.rotated_at,
@@ -329,13 +341,25 @@ fn sha256_hex(b: &[u8]) -> String {
 pub struct Webhooks {
     posture: Arc<Posture>,
     acme: Arc<Acme>,
+    scep: Option<Arc<crate::domain::scep::Scep>>,
 }
 
 impl Webhooks {
     /// The service over the posture engine (and its domain) and ACME (for the tenant's Apple
     /// attestation roots).
     pub fn new(posture: Arc<Posture>, acme: Arc<Acme>) -> Self {
-        Webhooks { posture, acme }
+        Webhooks {
+            posture,
+            acme,
+            scep: None,
+        }
+    }
+
+    /// The same service with the SCEP provisioners (for Jamf `SCEPChallenge` events).
+    #[must_use]
+    pub fn with_scep(mut self, scep: Arc<crate::domain::scep::Scep>) -> Self {
+        self.scep = Some(scep);
+        self
     }
 
     fn domain(&self) -> &Arc<Domain> {
@@ -385,6 +409,7 @@ impl Webhooks {
                 "name must be 1 to 128 characters without control characters",
             ));
         }
+        let scep_provisioner = self.check_scep_provisioner(&new, &tenant)?;
         let secret = new_secret()?;
         let rec = WebhookRecord {
             id: format!("wh_{}", hex::encode(random_bytes::<10>()?)),
@@ -392,6 +417,7 @@ impl Webhooks {
             kind: new.kind,
             name: name.to_owned(),
             register_devices: new.register_devices.unwrap_or(true),
+            scep_provisioner,
             secret: secret.clone(),
             previous_secret: None,
             previous_valid_until: None,
@@ -408,7 +434,8 @@ impl Webhooks {
                 "webhook.create",
                 &rec.id,
                 json!({ "kind": rec.kind.as_str(), "name": rec.name,
-                        "register_devices": rec.register_devices }),
+                        "register_devices": rec.register_devices,
+                        "scep_provisioner": rec.scep_provisioner }),
             ));
         self.domain().commit(txn).await?;
         Ok((rec.view(), secret))
