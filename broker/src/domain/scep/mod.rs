@@ -190,6 +190,7 @@ pub struct ScepProvisioner {
 pub struct Scep {
     domain: Arc<Domain>,
     provisioners: BTreeMap<String, ScepProvisioner>,
+    ra: Option<Arc<postern_certs::scep::Ra>>,
 }
 
 impl Scep {
@@ -223,6 +224,7 @@ impl Scep {
         Ok(Scep {
             domain,
             provisioners,
+            ra: None,
         })
     }
 
@@ -238,7 +240,20 @@ impl Scep {
                     intune: None,
                 },
             )]),
+            ra: None,
         }
+    }
+
+    /// With the registration authority that SCEP messages are signed by and encrypted to.
+    #[must_use]
+    pub fn with_ra(mut self, ra: Arc<postern_certs::scep::Ra>) -> Scep {
+        self.ra = Some(ra);
+        self
+    }
+
+    /// The registration authority, once installed.
+    pub fn ra(&self) -> Option<&Arc<postern_certs::scep::Ra>> {
+        self.ra.as_ref()
     }
 
     /// The domain.

@@ -1,0 +1,166 @@
+//! The SCEP protocol endpoints (RFC 8894) at `/scep/{provisioner}` and
+//! `/scep/{provisioner}/pkiclient.exe`, by GET and POST: `GetCACaps`, `GetCACert` and
+//! `PKIOperation`. Answers are in SCEP's own formats (text, degenerate PKCS#7, `CertRep`), never
+//! problem documents: a message that does not parse gets 400 text, a refusal after the signer
+//! was read gets a signed FAILURE `CertRep` with its failInfo.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use postern_certs::scep::{
+    ContentEncryption, DigestAlgorithm, FailInfo, Ra, Reply, ReplyOptions, ReplyTo, cert_rep,
+    parse_request,
+};
+use ring::rand::{SecureRandom as _, SystemRandom};
+
+use super::AppState;
+
+/// What `GetCACaps` answers, one capability a line.
+pub const CA_CAPS: &str = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nDES3\nRenewal\nSCEPStandard\n";
+
+/// The SCEP routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/scep/{provisioner}", get(scep).post(scep))
+        .route("/scep/{provisioner}/pkiclient.exe", get(scep).post(scep))
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_owned(),
+    )
+        .into_response()
+}
+
+async fn scep(
+    State(state): State<AppState>,
+    Path(provisioner): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    body: Bytes,
+) -> Response {
+    if state.scep.provisioner(&provisioner).is_none() {
+        return text(StatusCode::NOT_FOUND, "no such SCEP provisioner\n");
+    }
+    let Some(ra) = state.scep.ra().cloned() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "SCEP is not configured\n");
+    };
+    match query.get("operation").map(String::as_str) {
+        Some("GetCACaps") => text(StatusCode::OK, CA_CAPS),
+        Some("GetCACert") => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-x509-ca-ra-cert")],
+            ra.ca_certs(),
+        )
+            .into_response(),
+        Some("PKIOperation") => {
+            let message = if method == Method::POST {
+                body.to_vec()
+            } else {
+                let Some(m) = query.get("message") else {
+                    return text(StatusCode::BAD_REQUEST, "missing message\n");
+                };
+                let compact: String = m.chars().filter(|c| !c.is_whitespace()).collect();
+                match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+                    Ok(m) => m,
+                    Err(_) => return text(StatusCode::BAD_REQUEST, "message is not base64\n"),
+                }
+            };
+            pki_operation(&provisioner, &ra, &message)
+        }
+        Some(_) => text(StatusCode::BAD_REQUEST, "unknown operation\n"),
+        None => text(StatusCode::BAD_REQUEST, "missing operation\n"),
+    }
+}
+
+/// The answer options a request's own algorithms call for: 3DES only for a client that used
+/// (3)DES, SHA-1 only for one that signed with SHA-1.
+fn options_for(to: &ReplyTo, encryption: Option<ContentEncryption>) -> ReplyOptions {
+    let mut o = ReplyOptions::default();
+    if matches!(
+        encryption,
+        Some(ContentEncryption::DesCbc | ContentEncryption::DesEde3Cbc)
+    ) {
+        o.encryption = ContentEncryption::DesEde3Cbc;
+    }
+    if to.request_digest == Some(DigestAlgorithm::Sha1) {
+        o.digest = DigestAlgorithm::Sha1;
+    }
+    o
+}
+
+fn pki_operation(provisioner: &str, ra: &Ra, message: &[u8]) -> Response {
+    match parse_request(message, ra) {
+        Err(rejection) => {
+            let info = rejection.fail_info();
+            tracing::info!(
+                provisioner,
+                error = %rejection.error,
+                fail_info = info.as_str(),
+                "scep request refused"
+            );
+            match &rejection.reply_to {
+                Some(to) => failure(to, info, ra, None),
+                None => text(StatusCode::BAD_REQUEST, "not a SCEP message\n"),
+            }
+        }
+        Ok(m) => {
+            // the message verified and decrypted; issuance from it is not served yet, so every
+            // request is refused with a signed badRequest
+            tracing::info!(
+                provisioner,
+                message_type = m.message_type.as_str(),
+                transaction_id = %m.transaction_id,
+                "scep request refused: issuance over SCEP is not served"
+            );
+            failure(
+                &m.reply_to(),
+                FailInfo::BadRequest,
+                ra,
+                Some(m.content_encryption),
+            )
+        }
+    }
+}
+
+fn failure(
+    to: &ReplyTo,
+    info: FailInfo,
+    ra: &Ra,
+    encryption: Option<ContentEncryption>,
+) -> Response {
+    let mut nonce = [0u8; 16];
+    if SystemRandom::new().fill(&mut nonce).is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "no randomness\n");
+    }
+    match cert_rep(
+        to,
+        Reply::Failure(info),
+        ra,
+        &nonce,
+        options_for(to, encryption),
+    ) {
+        Ok(der) => pki_message(der),
+        Err(e) => {
+            tracing::error!(error = %e, "scep: building a CertRep");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        }
+    }
+}
+
+fn pki_message(der: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-pki-message")],
+        der,
+    )
+        .into_response()
+}
