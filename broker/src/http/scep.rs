@@ -14,12 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use postern_certs::scep::{
-    ContentEncryption, DigestAlgorithm, FailInfo, Ra, Reply, ReplyOptions, ReplyTo, cert_rep,
-    parse_request,
+    ContentEncryption, DigestAlgorithm, FailInfo, Inner, MessageType, Ra, Reply, ReplyOptions,
+    ReplyTo, cert_rep, parse_request,
 };
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use super::AppState;
+use crate::domain::scep::EnrollError;
 
 /// What `GetCACaps` answers, one capability a line.
 pub const CA_CAPS: &str = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nDES3\nRenewal\nSCEPStandard\n";
@@ -74,7 +75,7 @@ async fn scep(
                     Err(_) => return text(StatusCode::BAD_REQUEST, "message is not base64\n"),
                 }
             };
-            pki_operation(&provisioner, &ra, &message)
+            pki_operation(&state, &provisioner, &ra, &message).await
         }
         Some(_) => text(StatusCode::BAD_REQUEST, "unknown operation\n"),
         None => text(StatusCode::BAD_REQUEST, "missing operation\n"),
@@ -97,7 +98,7 @@ fn options_for(to: &ReplyTo, encryption: Option<ContentEncryption>) -> ReplyOpti
     o
 }
 
-fn pki_operation(provisioner: &str, ra: &Ra, message: &[u8]) -> Response {
+async fn pki_operation(state: &AppState, provisioner: &str, ra: &Ra, message: &[u8]) -> Response {
     match parse_request(message, ra) {
         Err(rejection) => {
             let info = rejection.fail_info();
@@ -113,20 +114,50 @@ fn pki_operation(provisioner: &str, ra: &Ra, message: &[u8]) -> Response {
             }
         }
         Ok(m) => {
-            // the message verified and decrypted; issuance from it is not served yet, so every
-            // request is refused with a signed badRequest
-            tracing::info!(
-                provisioner,
-                message_type = m.message_type.as_str(),
-                transaction_id = %m.transaction_id,
-                "scep request refused: issuance over SCEP is not served"
-            );
-            failure(
-                &m.reply_to(),
-                FailInfo::BadRequest,
-                ra,
-                Some(m.content_encryption),
-            )
+            let to = m.reply_to();
+            let enc = Some(m.content_encryption);
+            let (MessageType::PkcsReq, Inner::Csr(csr)) = (m.message_type, &m.inner) else {
+                // renewal, polling, GetCert and GetCRL are not served yet
+                tracing::info!(
+                    provisioner,
+                    message_type = m.message_type.as_str(),
+                    transaction_id = %m.transaction_id,
+                    "scep request refused: message type not served"
+                );
+                return failure(&to, FailInfo::BadRequest, ra, enc);
+            };
+            let now = state.scep.domain().clock().now();
+            match state.scep.enroll(provisioner, csr, now).await {
+                Ok(issued) => {
+                    tracing::info!(
+                        provisioner,
+                        transaction_id = %m.transaction_id,
+                        serial = %issued.record.serial,
+                        "scep certificate issued"
+                    );
+                    let certificates: Vec<Vec<u8>> = pem::parse_many(&issued.chain_pem)
+                        .map(|v| v.into_iter().map(pem::Pem::into_contents).collect())
+                        .unwrap_or_default();
+                    reply(
+                        &to,
+                        Reply::Success {
+                            certificates: &certificates,
+                            crls: &[],
+                        },
+                        ra,
+                        enc,
+                    )
+                }
+                Err(EnrollError::Issue(e)) => {
+                    tracing::error!(provisioner, error = %e, "scep issuance failed");
+                    failure(&to, FailInfo::BadRequest, ra, enc)
+                }
+                Err(e) => {
+                    // the challenge itself is never logged
+                    tracing::info!(provisioner, transaction_id = %m.transaction_id, error = %e, "scep request refused");
+                    failure(&to, FailInfo::BadRequest, ra, enc)
+                }
+            }
         }
     }
 }
@@ -137,17 +168,20 @@ fn failure(
     ra: &Ra,
     encryption: Option<ContentEncryption>,
 ) -> Response {
+    reply(to, Reply::Failure(info), ra, encryption)
+}
+
+fn reply(
+    to: &ReplyTo,
+    answer: Reply<'_>,
+    ra: &Ra,
+    encryption: Option<ContentEncryption>,
+) -> Response {
     let mut nonce = [0u8; 16];
     if SystemRandom::new().fill(&mut nonce).is_err() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "no randomness\n");
     }
-    match cert_rep(
-        to,
-        Reply::Failure(info),
-        ra,
-        &nonce,
-        options_for(to, encryption),
-    ) {
+    match cert_rep(to, answer, ra, &nonce, options_for(to, encryption)) {
         Ok(der) => pki_message(der),
         Err(e) => {
             tracing::error!(error = %e, "scep: building a CertRep");

@@ -18,15 +18,18 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use postern_broker::app;
 use postern_broker::domain::acme::{Acme, AcmeSettings};
+use postern_broker::domain::devices::NewDevice;
 use postern_broker::domain::scep::Scep;
-use postern_broker::domain::{Domain, SystemClock};
+use postern_broker::domain::{Domain, Principal, SystemClock};
 use postern_broker::http::scep::CA_CAPS;
 use postern_broker::http::{AppState, plain_router, router};
 use postern_broker::keystore::{FileKeyStore, KeyName};
+use postern_broker::model::{DEFAULT_TENANT, Role};
 use postern_broker::store::memory::MemoryStore;
 
 struct Harness {
     domain: Arc<Domain>,
+    scep: Arc<Scep>,
     ra: Arc<Ra>,
     app: axum::Router,
     plain: axum::Router,
@@ -44,9 +47,10 @@ async fn harness() -> Harness {
     let scep = Arc::new(Scep::defaults(Arc::clone(&domain)).with_ra(Arc::clone(&ra)));
     let acme = Arc::new(Acme::new(Arc::clone(&domain), AcmeSettings::default()).unwrap());
     let posture = app::ephemeral_posture(&domain).unwrap();
-    let state = AppState::new(Arc::clone(&domain), acme, posture).with_scep(scep);
+    let state = AppState::new(Arc::clone(&domain), acme, posture).with_scep(Arc::clone(&scep));
     Harness {
         domain,
+        scep,
         ra,
         app: router(state.clone(), 64 * 1024),
         plain: plain_router(state, 64 * 1024),
@@ -290,4 +294,115 @@ fn url_escape(s: &str) -> String {
     s.replace('+', "%2B")
         .replace('/', "%2F")
         .replace('=', "%3D")
+}
+
+fn admin() -> Principal {
+    Principal {
+        tenant: DEFAULT_TENANT.into(),
+        role: Role::Admin,
+        actor_id: "test".into(),
+    }
+}
+
+async fn device(h: &Harness, serial: &str) -> String {
+    h.domain
+        .register_device(
+            &admin(),
+            NewDevice {
+                tenant: None,
+                serial: Some(serial.into()),
+                udid: None,
+                imei: None,
+                hardware_ids: Vec::new(),
+                platform: Some("macos".into()),
+                model: None,
+                user: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+fn enroll_req(client: &Client, ra: &Ra, cn: &str, challenge: &str) -> Vec<u8> {
+    let csr = client.csr(cn, Some(challenge));
+    testing::client_request(
+        client,
+        ra.cert_der(),
+        &testing::Request {
+            message_type: MessageType::PkcsReq,
+            transaction_id: "tx-enroll",
+            sender_nonce: b"fedcba9876543210",
+            inner: &csr,
+            encryption: ContentEncryption::Aes256Cbc,
+            digest: DigestAlgorithm::Sha256,
+        },
+    )
+}
+
+#[tokio::test]
+async fn pkcs_req_with_a_fresh_challenge_is_issued_once() {
+    let h = harness().await;
+    let id = device(&h, "C02SCEP0001").await;
+    let ch = h
+        .scep
+        .create_challenge(&admin(), "scep", &id)
+        .await
+        .unwrap();
+    let client = Client::generate("scep client");
+    let msg = enroll_req(&client, &h.ra, "C02SCEP0001", &ch.challenge);
+    let (status, _, body) = send(
+        &h.app,
+        "POST",
+        "/scep/scep?operation=PKIOperation",
+        msg.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let rep = open_cert_rep(&body, &[], &client.cert_der, &client.key).unwrap();
+    assert_eq!(rep.pki_status, PkiStatus::Success, "{:?}", rep.fail_info);
+    assert_eq!(rep.content_encryption, Some(ContentEncryption::Aes256Cbc));
+    let (_, leaf) = X509Certificate::from_der(&rep.certificates[0]).unwrap();
+    let issuer = h.domain.pki().issuer();
+    let (_, ca) = X509Certificate::from_der(issuer.certificate().der()).unwrap();
+    leaf.verify_signature(Some(ca.public_key())).unwrap();
+    assert_eq!(
+        leaf.public_key().raw,
+        X509Certificate::from_der(&client.cert_der)
+            .unwrap()
+            .1
+            .public_key()
+            .raw
+    );
+    assert!(
+        rep.certificates
+            .iter()
+            .any(|c| c == issuer.certificate().der())
+    );
+
+    // the same challenge again: refused
+    let client2 = Client::generate("scep client 2");
+    let msg = enroll_req(&client2, &h.ra, "C02SCEP0001", &ch.challenge);
+    let (_, _, body) = send(&h.app, "POST", "/scep/scep?operation=PKIOperation", msg).await;
+    let rep = open_cert_rep(&body, &[], &client2.cert_der, &client2.key).unwrap();
+    assert_eq!(rep.pki_status, PkiStatus::Failure);
+    assert_eq!(rep.fail_info, Some(FailInfo::BadRequest));
+}
+
+#[tokio::test]
+async fn another_devices_challenge_is_refused() {
+    let h = harness().await;
+    let id = device(&h, "C02SCEP0002").await;
+    device(&h, "C02SCEP0003").await;
+    let ch = h
+        .scep
+        .create_challenge(&admin(), "scep", &id)
+        .await
+        .unwrap();
+    let client = Client::generate("scep client");
+    let msg = enroll_req(&client, &h.ra, "C02SCEP0003", &ch.challenge);
+    let (_, _, body) = send(&h.app, "POST", "/scep/scep?operation=PKIOperation", msg).await;
+    let rep = open_cert_rep(&body, &[], &client.cert_der, &client.key).unwrap();
+    assert_eq!(rep.pki_status, PkiStatus::Failure);
+    assert_eq!(rep.fail_info, Some(FailInfo::BadRequest));
 }

@@ -17,6 +17,7 @@
 //! audit log).
 
 pub mod challenge;
+pub mod enroll;
 pub mod intune;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use serde::Deserialize;
 use crate::domain::{Domain, DomainError, DomainResult, ErrorKind};
 
 pub use challenge::{ChallengeError, IssuedChallenge, RedeemedChallenge};
+pub use enroll::EnrollError;
 pub use intune::{IntuneError, IntuneScepSettings, IntuneValidator};
 
 /// The name of the provisioner there is without configuration.
