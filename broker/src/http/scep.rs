@@ -20,6 +20,7 @@ use postern_certs::scep::{
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use super::AppState;
+use crate::domain::Principal;
 use crate::domain::scep::EnrollError;
 
 /// What `GetCACaps` answers, one capability a line.
@@ -127,7 +128,11 @@ async fn pki_operation(state: &AppState, provisioner: &str, ra: &Ra, message: &[
                 return failure(&to, FailInfo::BadRequest, ra, enc);
             };
             let now = state.scep.domain().clock().now();
-            match state.scep.enroll(provisioner, csr, now).await {
+            match state
+                .scep
+                .enroll(provisioner, &m.transaction_id, csr, now)
+                .await
+            {
                 Ok(issued) => {
                     tracing::info!(
                         provisioner,
@@ -135,6 +140,14 @@ async fn pki_operation(state: &AppState, provisioner: &str, ra: &Ra, message: &[
                         serial = %issued.record.serial,
                         "scep certificate issued"
                     );
+                    if let Err(e) = state
+                        .posture
+                        .credential_issued(&Principal::system(), &issued.record)
+                        .await
+                    {
+                        // issued and stored; the posture catches up at the next event
+                        tracing::error!(serial = %issued.record.serial, error = %e, "posture not updated");
+                    }
                     let certificates: Vec<Vec<u8>> = pem::parse_many(&issued.chain_pem)
                         .map(|v| v.into_iter().map(pem::Pem::into_contents).collect())
                         .unwrap_or_default();

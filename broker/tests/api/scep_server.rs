@@ -28,6 +28,7 @@ use postern_broker::model::{DEFAULT_TENANT, Role};
 use postern_broker::store::memory::MemoryStore;
 
 struct Harness {
+    posture: Arc<postern_broker::domain::posture::Posture>,
     domain: Arc<Domain>,
     scep: Arc<Scep>,
     ra: Arc<Ra>,
@@ -47,8 +48,10 @@ async fn harness() -> Harness {
     let scep = Arc::new(Scep::defaults(Arc::clone(&domain)).with_ra(Arc::clone(&ra)));
     let acme = Arc::new(Acme::new(Arc::clone(&domain), AcmeSettings::default()).unwrap());
     let posture = app::ephemeral_posture(&domain).unwrap();
-    let state = AppState::new(Arc::clone(&domain), acme, posture).with_scep(Arc::clone(&scep));
+    let state =
+        AppState::new(Arc::clone(&domain), acme, Arc::clone(&posture)).with_scep(Arc::clone(&scep));
     Harness {
+        posture,
         domain,
         scep,
         ra,
@@ -378,6 +381,20 @@ async fn pkcs_req_with_a_fresh_challenge_is_issued_once() {
         rep.certificates
             .iter()
             .any(|c| c == issuer.certificate().der())
+    );
+
+    // the posture record holds the credential, not hardware-attested
+    let (record, assessment) = h.posture.device_posture(&admin(), None, &id).unwrap();
+    assert_eq!(record.credentials.len(), 1);
+    assert_eq!(record.credentials[0].protocol, "scep");
+    assert_eq!(
+        record.credentials[0].key,
+        postern_broker::domain::posture::record::CredentialKey::Unattested
+    );
+    assert!(record.attestation.is_none());
+    assert_ne!(
+        assessment.assurance,
+        postern_broker::domain::posture::policy::Assurance::Attested
     );
 
     // the same challenge again: refused

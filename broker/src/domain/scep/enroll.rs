@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::{ChallengeError, Scep};
 use crate::domain::pki::{IssuedCertificate, KeyToCertify};
 use crate::domain::{DomainError, Principal};
+use crate::model::Enrollment;
 
 /// Why a PKCSReq was not served.
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +32,15 @@ pub enum EnrollError {
 impl Scep {
     /// Serves a PKCSReq's CSR (DER) for `provisioner`: redeems its challengePassword (bound to
     /// the device the CSR names by CN or SAN), then issues from the provisioner's profile in
-    /// the device's tenant, naming the device (permanent-identifier: serial, UDID or id).
+    /// the device's tenant, naming the device (permanent-identifier: serial, UDID or id),
+    /// recorded as a SCEP enrollment without attestation evidence.
     ///
     /// # Errors
     /// [`EnrollError`]; every kind is answered `badRequest` except issuance failures.
     pub async fn enroll(
         &self,
         provisioner: &str,
+        transaction_id: &str,
         csr_der: &[u8],
         now: OffsetDateTime,
     ) -> Result<IssuedCertificate, EnrollError> {
@@ -65,7 +68,7 @@ impl Scep {
             .or_else(|| device.udid.clone())
             .unwrap_or_else(|| device.id.clone());
         self.domain()
-            .issue_key(
+            .issue_enrolled(
                 &Principal::system(),
                 &device.tenant,
                 &redeemed.profile,
@@ -77,6 +80,15 @@ impl Scep {
                 &[SubjectName::PermanentIdentifier(identifier.clone())],
                 None,
                 json!({ "source": "scep", "provisioner": provisioner, "device": device.id }),
+                // a SCEP key is never hardware-attested: no evidence
+                Some(Enrollment {
+                    protocol: "scep".into(),
+                    provisioner: provisioner.into(),
+                    account: None,
+                    request: Some(transaction_id.into()),
+                    device: Some(device.id.clone()),
+                    evidence_sha256: None,
+                }),
             )
             .await
             .map_err(EnrollError::Issue)
