@@ -117,22 +117,32 @@ async fn pki_operation(state: &AppState, provisioner: &str, ra: &Ra, message: &[
         Ok(m) => {
             let to = m.reply_to();
             let enc = Some(m.content_encryption);
-            let (MessageType::PkcsReq, Inner::Csr(csr)) = (m.message_type, &m.inner) else {
-                // renewal, polling, GetCert and GetCRL are not served yet
-                tracing::info!(
-                    provisioner,
-                    message_type = m.message_type.as_str(),
-                    transaction_id = %m.transaction_id,
-                    "scep request refused: message type not served"
-                );
-                return failure(&to, FailInfo::BadRequest, ra, enc);
-            };
             let now = state.scep.domain().clock().now();
-            match state
-                .scep
-                .enroll(provisioner, &m.transaction_id, csr, now)
-                .await
-            {
+            let result = match (m.message_type, &m.inner) {
+                (MessageType::PkcsReq, Inner::Csr(csr)) => {
+                    state
+                        .scep
+                        .enroll(provisioner, &m.transaction_id, csr, now)
+                        .await
+                }
+                (MessageType::RenewalReq, Inner::Csr(csr)) => {
+                    state
+                        .scep
+                        .renew(provisioner, &m.transaction_id, &m.signer_cert_der, csr, now)
+                        .await
+                }
+                _ => {
+                    // polling, GetCert and GetCRL are not served yet
+                    tracing::info!(
+                        provisioner,
+                        message_type = m.message_type.as_str(),
+                        transaction_id = %m.transaction_id,
+                        "scep request refused: message type not served"
+                    );
+                    return failure(&to, FailInfo::BadRequest, ra, enc);
+                }
+            };
+            match result {
                 Ok(issued) => {
                     tracing::info!(
                         provisioner,

@@ -397,6 +397,56 @@ async fn pkcs_req_with_a_fresh_challenge_is_issued_once() {
         postern_broker::domain::posture::policy::Assurance::Attested
     );
 
+    // a renewal signed by the issued certificate, without a challenge
+    let renewing = Client {
+        pkcs8: client.pkcs8.clone(),
+        key: postern_certs::scep::RsaKey::from_pkcs8(&client.pkcs8).unwrap(),
+        cert_der: rep.certificates[0].clone(),
+    };
+    let renew = |signer: &Client| {
+        let csr = signer.csr("C02SCEP0001", None);
+        testing::client_request(
+            signer,
+            h.ra.cert_der(),
+            &testing::Request {
+                message_type: MessageType::RenewalReq,
+                transaction_id: "tx-renew",
+                sender_nonce: b"renewal-nonce-01",
+                inner: &csr,
+                encryption: ContentEncryption::Aes256Cbc,
+                digest: DigestAlgorithm::Sha256,
+            },
+        )
+    };
+    let (_, _, body) = send(
+        &h.app,
+        "POST",
+        "/scep/scep?operation=PKIOperation",
+        renew(&renewing),
+    )
+    .await;
+    let renewed = open_cert_rep(&body, &[], &renewing.cert_der, &renewing.key).unwrap();
+    assert_eq!(
+        renewed.pki_status,
+        PkiStatus::Success,
+        "{:?}",
+        renewed.fail_info
+    );
+    assert_ne!(renewed.certificates[0], rep.certificates[0]);
+    let (record, _) = h.posture.device_posture(&admin(), None, &id).unwrap();
+    assert_eq!(record.credentials.len(), 2);
+    // a renewal signed by a certificate postern did not issue: refused
+    let (_, _, body) = send(
+        &h.app,
+        "POST",
+        "/scep/scep?operation=PKIOperation",
+        renew(&client),
+    )
+    .await;
+    let refused = open_cert_rep(&body, &[], &client.cert_der, &client.key).unwrap();
+    assert_eq!(refused.pki_status, PkiStatus::Failure);
+    assert_eq!(refused.fail_info, Some(FailInfo::BadRequest));
+
     // the same challenge again: refused
     let client2 = Client::generate("scep client 2");
     let msg = enroll_req(&client2, &h.ra, "C02SCEP0001", &ch.challenge);

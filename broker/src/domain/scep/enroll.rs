@@ -7,9 +7,10 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{ChallengeError, Scep};
+use crate::domain::pki::normalize_serial;
 use crate::domain::pki::{IssuedCertificate, KeyToCertify};
 use crate::domain::{DomainError, Principal};
-use crate::model::Enrollment;
+use crate::model::{CertificateStatus, Device, Enrollment};
 
 /// Why a PKCSReq was not served.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,10 @@ pub enum EnrollError {
     /// The challenge was refused.
     #[error("challenge: {0}")]
     Challenge(ChallengeError),
+    /// A RenewalReq not signed by a live SCEP certificate postern issued for a device of the
+    /// provisioner's tenant.
+    #[error("not renewable: {0}")]
+    NotRenewable(&'static str),
     /// The challenge found no device to name.
     #[error("no device for the challenge")]
     NoDevice,
@@ -62,6 +67,90 @@ impl Scep {
             .await
             .map_err(EnrollError::Challenge)?;
         let device = redeemed.device.ok_or(EnrollError::NoDevice)?;
+        self.issue_for(
+            &device,
+            &redeemed.profile,
+            provisioner,
+            transaction_id,
+            &checked,
+        )
+        .await
+    }
+
+    /// Serves a RenewalReq: `signer_cert_der` must be a certificate postern issued over SCEP
+    /// for a device of the provisioner's tenant, unrevoked and unexpired at `now`; the new
+    /// certificate (for the CSR's key) names the same device, without a challenge.
+    ///
+    /// # Errors
+    /// [`EnrollError`].
+    pub async fn renew(
+        &self,
+        provisioner: &str,
+        transaction_id: &str,
+        signer_cert_der: &[u8],
+        csr_der: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate, EnrollError> {
+        use base64::Engine as _;
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let checked = csr::parse(csr_der).map_err(|e| EnrollError::BadCsr(e.to_string()))?;
+        let p = self
+            .provisioner(provisioner)
+            .ok_or(EnrollError::NotRenewable("unknown provisioner"))?;
+        let (_, signer) = X509Certificate::from_der(signer_cert_der)
+            .map_err(|_| EnrollError::NotRenewable("signer certificate does not parse"))?;
+        let serial = normalize_serial(&signer.raw_serial_as_string().replace(':', ""))
+            .map_err(|_| EnrollError::NotRenewable("serial"))?;
+        let record = self
+            .domain()
+            .store()
+            .certificate(&serial)
+            .map_err(|e| EnrollError::Issue(e.into()))?
+            .ok_or(EnrollError::NotRenewable(
+                "not a certificate postern issued",
+            ))?;
+        // the stored DER equal to the signer's: postern issued exactly this certificate
+        let stored = base64::engine::general_purpose::STANDARD
+            .decode(record.der_b64.as_bytes())
+            .map_err(|_| EnrollError::NotRenewable("stored certificate"))?;
+        if stored != signer_cert_der {
+            return Err(EnrollError::NotRenewable(
+                "not a certificate postern issued",
+            ));
+        }
+        if record.status != CertificateStatus::Good {
+            return Err(EnrollError::NotRenewable("revoked"));
+        }
+        if now >= record.not_after || now < record.not_before {
+            return Err(EnrollError::NotRenewable("expired"));
+        }
+        if record.tenant != p.settings.tenant {
+            return Err(EnrollError::NotRenewable("another tenant"));
+        }
+        let device_id = record
+            .enrollment
+            .as_ref()
+            .filter(|e| e.protocol == "scep")
+            .and_then(|e| e.device.clone())
+            .ok_or(EnrollError::NotRenewable("not a SCEP device certificate"))?;
+        let device = self
+            .domain()
+            .device_record(&record.tenant, &device_id)
+            .map_err(EnrollError::Issue)?
+            .ok_or(EnrollError::NoDevice)?;
+        let profile = p.settings.profile.clone();
+        self.issue_for(&device, &profile, provisioner, transaction_id, &checked)
+            .await
+    }
+
+    async fn issue_for(
+        &self,
+        device: &Device,
+        profile: &str,
+        provisioner: &str,
+        transaction_id: &str,
+        checked: &csr::CheckedCsr,
+    ) -> Result<IssuedCertificate, EnrollError> {
         let identifier = device
             .serial
             .clone()
@@ -71,7 +160,7 @@ impl Scep {
             .issue_enrolled(
                 &Principal::system(),
                 &device.tenant,
-                &redeemed.profile,
+                profile,
                 KeyToCertify {
                     spki_der: &checked.spki_der,
                     key_kind: checked.key_kind,
