@@ -473,3 +473,39 @@ async fn another_devices_challenge_is_refused() {
     assert_eq!(rep.pki_status, PkiStatus::Failure);
     assert_eq!(rep.fail_info, Some(FailInfo::BadRequest));
 }
+
+#[tokio::test]
+async fn a_des_client_gets_its_answer_in_3des() {
+    let h = harness().await;
+    let id = device(&h, "C02SCEP0004").await;
+    let ch = h
+        .scep
+        .create_challenge(&admin(), "scep", &id)
+        .await
+        .unwrap();
+    let client = Client::generate("scep client");
+    let csr = client.csr("C02SCEP0004", Some(&ch.challenge));
+    let msg = testing::client_request(
+        &client,
+        h.ra.cert_der(),
+        &testing::Request {
+            message_type: MessageType::PkcsReq,
+            transaction_id: "tx-des",
+            sender_nonce: b"12345678",
+            inner: &csr,
+            encryption: ContentEncryption::DesCbc,
+            digest: DigestAlgorithm::Sha1,
+        },
+    );
+    let (_, _, body) = send(
+        &h.plain,
+        "POST",
+        "/scep/scep/pkiclient.exe?operation=PKIOperation",
+        msg,
+    )
+    .await;
+    let rep = open_cert_rep(&body, &[], &client.cert_der, &client.key).unwrap();
+    assert_eq!(rep.pki_status, PkiStatus::Success, "{:?}", rep.fail_info);
+    assert_eq!(rep.content_encryption, Some(ContentEncryption::DesEde3Cbc));
+    assert_eq!(rep.digest, DigestAlgorithm::Sha1);
+}
