@@ -9,6 +9,7 @@
 //! ca/issuing.key    issuing key (0600)
 //! ca/ocsp.pem|.key  delegated OCSP responder
 //! tls/server.pem|.key  the broker's TLS certificate chain and key
+//! ca/scep-ra.pem|.key  the SCEP registration authority (RSA-2048)
 //! ```
 //! Keys are PKCS#8 PEM, encrypted with a passphrase when one is configured
 //! (`postern_certs::keyfile`).
@@ -33,6 +34,8 @@ pub enum KeyName {
     Ocsp,
     /// The HTTPS server.
     TlsServer,
+    /// The SCEP registration authority (RSA).
+    ScepRa,
 }
 
 impl KeyName {
@@ -42,6 +45,7 @@ impl KeyName {
             KeyName::Issuing => "ca/issuing",
             KeyName::Ocsp => "ca/ocsp",
             KeyName::TlsServer => "tls/server",
+            KeyName::ScepRa => "ca/scep-ra",
         }
     }
 }

@@ -13,5 +13,6 @@ pub mod http;
 pub mod keystore;
 pub mod model;
 pub mod profile_cli;
+pub mod scep_ra;
 pub mod server;
 pub mod store;

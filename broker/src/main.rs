@@ -488,7 +488,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .with_ssf(Arc::clone(&ssf));
     let connectors = app::open_connectors(&app)?;
     let state = state.with_connectors(Arc::clone(&connectors));
-    let scep = app::open_scep(&app)?;
+    let scep = postern_broker::scep_ra::open_scep(&app).await?;
     let state = state.with_scep(Arc::clone(&scep));
     let max_body = app.settings.limits.max_body_bytes;
     let https_addr = https.local_addr()?;

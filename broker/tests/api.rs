@@ -38,3 +38,6 @@ mod profiles;
 
 #[path = "api/scep.rs"]
 mod scep;
+
+#[path = "api/scep_server.rs"]
+mod scep_server;

@@ -185,6 +185,11 @@ pub fn check(der: &[u8]) -> Result<CheckedCsr, CsrError> {
 fn challenge_string(set_contents: &[u8]) -> Option<String> {
     use x509_parser::der_parser::der::parse_der;
     let (_, obj) = parse_der(set_contents).ok()?;
+    // the attribute value as the SET itself, or as its contents
+    let obj = match obj.as_set() {
+        Ok(items) => items.first()?.clone(),
+        Err(_) => obj,
+    };
     obj.as_str().ok().map(str::to_owned)
 }
 

@@ -12,13 +12,14 @@ use crate::error::{Error, Result};
 use crate::signer::KeyAlgorithm;
 
 /// The names of the built-in profiles.
-pub const BUILTIN_NAMES: [&str; 6] = [
+pub const BUILTIN_NAMES: [&str; 7] = [
     "device-identity",
     "messaging-identity",
     "tls-server",
     "gateway-client",
     "ocsp-signer",
     "profile-signing",
+    "scep-ra",
 ];
 
 /// A key usage bit (RFC 5280 §4.2.1.3) that a profile may set.
@@ -218,6 +219,19 @@ impl Profile {
                 require_name: false,
                 ocsp_nocheck: false,
                 key_algorithms: vec![SubjectKeyKind::EcdsaP256, SubjectKeyKind::Rsa],
+            },
+            // the SCEP registration authority: an RSA key that signs CertRep answers and that
+            // clients encrypt their requests to (RSA key transport); no names
+            "scep-ra" => Profile {
+                name: name.into(),
+                key_usages: vec![KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment],
+                extended_key_usages: vec![],
+                default_validity: Duration::from_secs(365 * DAY),
+                max_validity: Duration::from_secs(397 * DAY),
+                names: AllowedNames::default(),
+                require_name: false,
+                ocsp_nocheck: false,
+                key_algorithms: vec![SubjectKeyKind::Rsa],
             },
             _ => return None,
         };

@@ -102,6 +102,8 @@ impl Broker {
                     .with_ssf(Arc::clone(&ssf));
                     let connectors = app::open_connectors(&app)?;
                     let state = state.with_connectors(Arc::clone(&connectors));
+                    let scep = postern_broker::scep_ra::open_scep(&app).await?;
+                    let state = state.with_scep(scep);
                     let addrs = (https.local_addr()?, plain.local_addr()?, Arc::clone(&ssf));
                     let pushers = tokio::spawn(ssf.run_push(stop_rx.clone()));
                     let polling = tokio::spawn(connectors.run(stop_rx.clone()));

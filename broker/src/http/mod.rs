@@ -13,6 +13,7 @@ pub mod feed;
 pub mod pki;
 pub mod posture;
 pub mod profiles;
+pub mod scep;
 pub mod scep_admin;
 pub mod scim;
 pub mod ssf;
@@ -163,7 +164,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             .merge(connectors::routes())
             .merge(scim::routes())
             .merge(profiles::routes())
-            .merge(scep_admin::routes()),
+            .merge(scep_admin::routes())
+            .merge(scep::routes()),
         state,
         max_body_bytes,
     )
@@ -171,7 +173,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 
 /// The plain-HTTP application: revocation data and CA certificates only.
 pub fn plain_router(state: AppState, max_body_bytes: usize) -> Router {
-    finish(common_routes(), state, max_body_bytes)
+    // SCEP clients commonly speak plain HTTP: their messages are signed and encrypted
+    finish(common_routes().merge(scep::routes()), state, max_body_bytes)
 }
 
 /// Problem documents for unknown routes and methods, body limits, tracing, and a panic guard.

@@ -17,6 +17,7 @@
 //! audit log).
 
 pub mod challenge;
+pub mod enroll;
 pub mod intune;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use serde::Deserialize;
 use crate::domain::{Domain, DomainError, DomainResult, ErrorKind};
 
 pub use challenge::{ChallengeError, IssuedChallenge, RedeemedChallenge};
+pub use enroll::EnrollError;
 pub use intune::{IntuneError, IntuneScepSettings, IntuneValidator};
 
 /// The name of the provisioner there is without configuration.
@@ -190,6 +192,7 @@ pub struct ScepProvisioner {
 pub struct Scep {
     domain: Arc<Domain>,
     provisioners: BTreeMap<String, ScepProvisioner>,
+    ra: Option<Arc<postern_certs::scep::Ra>>,
 }
 
 impl Scep {
@@ -223,6 +226,7 @@ impl Scep {
         Ok(Scep {
             domain,
             provisioners,
+            ra: None,
         })
     }
 
@@ -238,7 +242,20 @@ impl Scep {
                     intune: None,
                 },
             )]),
+            ra: None,
         }
+    }
+
+    /// With the registration authority that SCEP messages are signed by and encrypted to.
+    #[must_use]
+    pub fn with_ra(mut self, ra: Arc<postern_certs::scep::Ra>) -> Scep {
+        self.ra = Some(ra);
+        self
+    }
+
+    /// The registration authority, once installed.
+    pub fn ra(&self) -> Option<&Arc<postern_certs::scep::Ra>> {
+        self.ra.as_ref()
     }
 
     /// The domain.
