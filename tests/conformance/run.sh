@@ -1413,6 +1413,62 @@ check "SCIM errors over HTTPS: 401 and invalidFilter in the SCIM error schema" s
 SCIM_TOKEN=
 
 # ---------------------------------------------------------------------------------------------
+step "7c. SCEP: Debian's scepclient with a one-time dynamic challenge"
+# The MDM's part (a device in the inventory, a challenge bound to it) through the admin API, the
+# device's part with micromdm's scepclient (Debian package `scep`) over plain HTTP, as MDM SCEP
+# payloads do. scepclient encrypts to every certificate GetCACert lists unless told which one is
+# the RA; `-ca-fingerprint` names it (the RSA RA; the CA chain is ECDSA).
+SCEP_DIR=$OUT/scep
+mkdir -p "$SCEP_DIR"
+SCEP_URL=$(plain_url /scep/scep)
+SCEP_CHALLENGE=
+scep_challenge() {
+    admin POST /v1/admin/devices "$SCEP_DIR/device.json" -H 'content-type: application/json' \
+        --data '{"serial":"C02SCEPCONF01","platform":"macos"}'
+    expect_eq "$HTTP_STATUS" 201 "POST /v1/admin/devices" || { show_response "$SCEP_DIR/device.json"; return 1; }
+    admin POST /v1/scep/scep/challenges "$SCEP_DIR/challenge.json" -H 'content-type: application/json' \
+        --data '{"device":"C02SCEPCONF01"}'
+    expect_eq "$HTTP_STATUS" 201 "POST /v1/scep/scep/challenges" || { show_response "$SCEP_DIR/challenge.json"; return 1; }
+    SCEP_CHALLENGE=$(jq -r .challenge "$SCEP_DIR/challenge.json")
+    echo "a challenge for C02SCEPCONF01, expires $(jq -r .expires_at "$SCEP_DIR/challenge.json")"
+}
+check "a device and a one-time SCEP challenge bound to it (admin API)" scep_challenge
+
+scep_ra_fingerprint() {
+    curl -sS --max-time 20 -o "$SCEP_DIR/cacert.p7" "$SCEP_URL?operation=GetCACert" || return 1
+    openssl pkcs7 -inform DER -in "$SCEP_DIR/cacert.p7" -print_certs >"$SCEP_DIR/cacert.pem" || return 1
+    # the first certificate is the RA
+    awk '/BEGIN CERT/{n++} n==1' "$SCEP_DIR/cacert.pem" >"$SCEP_DIR/ra.pem"
+    openssl x509 -in "$SCEP_DIR/ra.pem" -noout -subject -ext keyUsage
+    openssl x509 -in "$SCEP_DIR/ra.pem" -outform DER | sha256sum | cut -d' ' -f1
+}
+scep_enroll() {
+    [ -n "$SCEP_CHALLENGE" ] || { echo "no challenge"; return 1; }
+    command -v scepclient >/dev/null || { echo "scepclient is not installed (Debian package scep)"; return 1; }
+    local fp
+    fp=$(scep_ra_fingerprint | tail -n 1) || return 1
+    run_show scepclient -server-url "$SCEP_URL" -challenge "$SCEP_CHALLENGE" -ca-fingerprint "$fp" \
+        -private-key "$SCEP_DIR/client.key" -certificate "$SCEP_DIR/client.pem" -cn C02SCEPCONF01 || return 1
+    [ -s "$SCEP_DIR/client.pem" ] || { echo "no certificate written"; return 1; }
+    run_show openssl verify -CAfile "$OUT/root.pem" -untrusted "$SCEP_DIR/cacert.pem" "$SCEP_DIR/client.pem" || return 1
+    openssl x509 -in "$SCEP_DIR/client.pem" -noout -subject -issuer
+}
+check "scepclient enrolls with the challenge over $SCEP_URL and openssl verify accepts the certificate" scep_enroll
+
+scep_reuse() {
+    [ -n "$SCEP_CHALLENGE" ] || { echo "no challenge"; return 1; }
+    local fp out rc=0
+    fp=$(scep_ra_fingerprint | tail -n 1) || return 1
+    out=$(scepclient -server-url "$SCEP_URL" -challenge "$SCEP_CHALLENGE" -ca-fingerprint "$fp" \
+        -private-key "$SCEP_DIR/client2.key" -certificate "$SCEP_DIR/client2.pem" -cn C02SCEPCONF01 2>&1) || rc=$?
+    echo "$out" | tail -n 3
+    [ ! -e "$SCEP_DIR/client2.pem" ] || { echo "a certificate was issued for a used challenge"; return 1; }
+    echo "$out" | grep -q 'failInfo: badRequest' || { echo "no badRequest in the answer (exit $rc)"; return 1; }
+}
+check "the same challenge again is refused (CertRep FAILURE, failInfo badRequest), no certificate" scep_reuse
+SCEP_CHALLENGE=
+
+# ---------------------------------------------------------------------------------------------
 step "8. crash durability (kill -9 right after a 201)"
 p256 crash
 csr crash "/CN=crash.example"
